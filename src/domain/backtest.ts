@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import type { PrerequisiteCheck } from './errors.js';
+
+export const BacktestMetricsSchema = z
+  .object({
+    returnPct: z.number().finite(),
+    maxDrawdownPct: z.number().finite().min(0),
+    sharpe: z.number().finite(),
+    trades: z.number().int().min(0),
+  })
+  .strict();
+export type BacktestMetrics = z.infer<typeof BacktestMetricsSchema>;
+
+export interface BacktestRecord {
+  id: string;
+  strategyId: string;
+  params: Record<string, unknown>;
+  /** Where the bars came from (a file path, "synthetic:seed", ...). */
+  dataRef: string;
+  metrics: BacktestMetrics;
+  passed: boolean;
+  checks: PrerequisiteCheck[];
+  createdAt: string;
+}
+
+export interface BacktestThresholds {
+  minReturnPct: number;
+  maxDrawdownPct: number;
+  minSharpe: number;
+  minTrades: number;
+}
+
+export interface PaperThresholds {
+  minRunSeconds: number;
+  minReturnPct: number;
+  maxDrawdownPct: number;
+}
+
+/** Judges backtest metrics against thresholds; every check is listed, passed or not. */
+export function judgeBacktest(m: BacktestMetrics, t: BacktestThresholds): PrerequisiteCheck[] {
+  return [
+    check('backtest.return', m.returnPct >= t.minReturnPct, `return ${fmt(m.returnPct)}% vs min ${t.minReturnPct}%`),
+    check('backtest.drawdown', m.maxDrawdownPct <= t.maxDrawdownPct, `max drawdown ${fmt(m.maxDrawdownPct)}% vs max ${t.maxDrawdownPct}%`),
+    check('backtest.sharpe', m.sharpe >= t.minSharpe, `sharpe ${fmt(m.sharpe)} vs min ${t.minSharpe}`),
+    check('backtest.trades', m.trades >= t.minTrades, `${m.trades} trades vs min ${t.minTrades}`),
+  ];
+}
+
+export function check(name: string, passed: boolean, reason: string): PrerequisiteCheck {
+  return { name, passed, reason };
+}
+
+function fmt(n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toFixed(2);
+}

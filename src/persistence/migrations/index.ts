@@ -1,0 +1,7 @@
+import { migration001 } from './001-sessions.js';
+import type { Migration } from './types.js';
+
+export type { Migration } from './types.js';
+
+/** Every schema migration, in version order. Add new ones at the end; never edit a shipped one. */
+export const MIGRATIONS: readonly Migration[] = [migration001];
