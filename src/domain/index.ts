@@ -1,3 +1,5 @@
 export * from './errors.js';
 export * from './session.js';
 export * from './backtest.js';
+export * from './market.js';
+export * from './order.js';
