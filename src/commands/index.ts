@@ -1,0 +1,3 @@
+export * from './schemas.js';
+export * from './command-consumer.js';
+export * from './command-client.js';

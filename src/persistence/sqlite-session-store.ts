@@ -1,0 +1,229 @@
+import type { Statement } from 'better-sqlite3';
+import type { Session } from '../domain/session.js';
+import { InternalError } from '../domain/errors.js';
+import type { Db } from './database.js';
+import type {
+  CommandLog,
+  CommandRecord,
+  SessionFilter,
+  SessionStore,
+  SessionWrite,
+  StoredSession,
+  TransitionRecord,
+} from './ports.js';
+import { rowToSession, sessionToRow, type SessionRow } from './session-mapper.js';
+
+const UPSERT_SESSION = `
+  INSERT INTO sessions (id, kind, status, strategy_id, strategy, broker_id, account_id, symbols, execution_mode,
+    risk_controls, feed, flatten_on_stop, positions, snapshot, stop_reason, error, created_at, started_at, stopped_at, updated_at)
+  VALUES (@id, @kind, @status, @strategy_id, @strategy, @broker_id, @account_id, @symbols, @execution_mode,
+    @risk_controls, @feed, @flatten_on_stop, @positions, @snapshot, @stop_reason, @error, @created_at, @started_at, @stopped_at, @updated_at)
+  ON CONFLICT (id) DO UPDATE SET
+    kind = excluded.kind, status = excluded.status, strategy_id = excluded.strategy_id, strategy = excluded.strategy,
+    broker_id = excluded.broker_id, account_id = excluded.account_id, symbols = excluded.symbols,
+    execution_mode = excluded.execution_mode, risk_controls = excluded.risk_controls, feed = excluded.feed,
+    flatten_on_stop = excluded.flatten_on_stop, positions = excluded.positions,
+    snapshot = COALESCE(excluded.snapshot, sessions.snapshot), stop_reason = excluded.stop_reason,
+    error = excluded.error, created_at = excluded.created_at, started_at = excluded.started_at,
+    stopped_at = excluded.stopped_at, updated_at = excluded.updated_at`;
+
+interface TransitionRow {
+  session_id: string;
+  seq: number;
+  from_state: string | null;
+  to_state: string;
+  event: string;
+  command_id: string | null;
+  source: string;
+  reason: string | null;
+  at: string;
+}
+
+interface CommandRow {
+  id: string;
+  name: string;
+  session_id: string | null;
+  outcome: 'ok' | 'error';
+  result: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  error_details: string | null;
+  applied_at: string;
+}
+
+function toTransition(r: TransitionRow): TransitionRecord {
+  const t: TransitionRecord = {
+    sessionId: r.session_id,
+    seq: r.seq,
+    from: r.from_state,
+    to: r.to_state,
+    event: r.event,
+    source: r.source,
+    at: r.at,
+  };
+  if (r.command_id !== null) t.commandId = r.command_id;
+  if (r.reason !== null) t.reason = r.reason;
+  return t;
+}
+
+function parseSnapshot(row: SessionRow): unknown {
+  if (row.snapshot === null) return null;
+  try {
+    return JSON.parse(row.snapshot);
+  } catch {
+    throw new InternalError(`sessions.snapshot of ${row.id} is not valid JSON`);
+  }
+}
+
+/** SQLite adapter of the manager's write-ahead store and of the command log. */
+export class SqliteSessionStore implements SessionStore {
+  private readonly stmts: {
+    upsert: Statement;
+    get: Statement<[string], SessionRow>;
+    recoverable: Statement<[], SessionRow>;
+    lastSeq: Statement<[string], { seq: number | null }>;
+    insertTransition: Statement;
+    history: Statement<[string], TransitionRow>;
+    byCommand: Statement<[string], { session_id: string }>;
+    positions: Statement;
+    getCommand: Statement<[string], CommandRow>;
+    insertCommand: Statement;
+    delete: Statement<[string]>;
+  };
+  private readonly commitTx: (write: SessionWrite) => TransitionRecord;
+
+  constructor(readonly db: Db) {
+    this.stmts = {
+      upsert: db.prepare(UPSERT_SESSION),
+      get: db.prepare('SELECT * FROM sessions WHERE id = ?'),
+      recoverable: db.prepare("SELECT * FROM sessions WHERE status != 'stopped' ORDER BY created_at, id"),
+      lastSeq: db.prepare('SELECT MAX(seq) AS seq FROM session_transitions WHERE session_id = ?'),
+      insertTransition: db.prepare(`INSERT INTO session_transitions
+        (session_id, seq, from_state, to_state, event, command_id, source, reason, at)
+        VALUES (@session_id, @seq, @from_state, @to_state, @event, @command_id, @source, @reason, @at)`),
+      history: db.prepare('SELECT * FROM session_transitions WHERE session_id = ? ORDER BY seq'),
+      byCommand: db.prepare('SELECT DISTINCT session_id FROM session_transitions WHERE command_id = ? ORDER BY id'),
+      positions: db.prepare('UPDATE sessions SET positions = ?, updated_at = ? WHERE id = ?'),
+      getCommand: db.prepare('SELECT * FROM commands WHERE id = ?'),
+      insertCommand: db.prepare(`INSERT INTO commands
+        (id, name, session_id, outcome, result, error_code, error_message, error_details, applied_at)
+        VALUES (@id, @name, @session_id, @outcome, @result, @error_code, @error_message, @error_details, @applied_at)`),
+      delete: db.prepare('DELETE FROM sessions WHERE id = ?'),
+    };
+    this.commitTx = db.transaction((write: SessionWrite) => {
+      this.stmts.upsert.run(sessionToRow(write.session, write.snapshot));
+      const seq = (this.stmts.lastSeq.get(write.session.id)?.seq ?? 0) + 1;
+      const t = write.transition;
+      this.stmts.insertTransition.run({
+        session_id: t.sessionId,
+        seq,
+        from_state: t.from,
+        to_state: t.to,
+        event: t.event,
+        command_id: t.commandId ?? null,
+        source: t.source,
+        reason: t.reason ?? null,
+        at: t.at,
+      });
+      if (write.command) this.insertCommand(write.command);
+      return { ...t, seq };
+    });
+  }
+
+  get(id: string): StoredSession | undefined {
+    const row = this.stmts.get.get(id);
+    return row ? { session: rowToSession(row), snapshot: parseSnapshot(row) } : undefined;
+  }
+
+  list(filter: SessionFilter = {}): Session[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.status !== undefined) {
+      const statuses = typeof filter.status === 'string' ? [filter.status] : [...filter.status];
+      where.push(`status IN (${statuses.map(() => '?').join(',')})`);
+      params.push(...statuses);
+    }
+    if (filter.kind !== undefined) {
+      where.push('kind = ?');
+      params.push(filter.kind);
+    }
+    if (filter.strategyId !== undefined) {
+      where.push('strategy_id = ?');
+      params.push(filter.strategyId);
+    }
+    const sql = `SELECT * FROM sessions ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`;
+    return (this.db.prepare(sql).all(...params) as SessionRow[]).map(rowToSession);
+  }
+
+  listRecoverable(): StoredSession[] {
+    return this.stmts.recoverable.all().map((row) => ({ session: rowToSession(row), snapshot: parseSnapshot(row) }));
+  }
+
+  commit(write: SessionWrite): TransitionRecord {
+    return this.commitTx(write);
+  }
+
+  updatePositions(id: string, positions: Record<string, unknown>, at: string): void {
+    this.stmts.positions.run(JSON.stringify(positions), at, id);
+  }
+
+  history(id: string): TransitionRecord[] {
+    return this.stmts.history.all(id).map(toTransition);
+  }
+
+  sessionIdsByCommand(commandId: string): string[] {
+    return this.stmts.byCommand.all(commandId).map((r) => r.session_id);
+  }
+
+  /** Removes a session and (by cascade) its history. */
+  delete(id: string): boolean {
+    return this.stmts.delete.run(id).changes > 0;
+  }
+
+  /** Inserts or replaces a session row outside of a transition (the seed repositories' `save`). */
+  upsert(session: Session, snapshot?: unknown): void {
+    this.stmts.upsert.run(sessionToRow(session, snapshot ?? null));
+  }
+
+  getCommand(id: string): CommandRecord | undefined {
+    const r = this.stmts.getCommand.get(id);
+    if (!r) return undefined;
+    const c: CommandRecord = { id: r.id, name: r.name, outcome: r.outcome, appliedAt: r.applied_at };
+    if (r.session_id !== null) c.sessionId = r.session_id;
+    if (r.result !== null) c.result = JSON.parse(r.result);
+    if (r.error_code !== null) c.errorCode = r.error_code;
+    if (r.error_message !== null) c.errorMessage = r.error_message;
+    if (r.error_details !== null) c.errorDetails = JSON.parse(r.error_details);
+    return c;
+  }
+
+  // used by SqliteCommandLog
+  record(cmd: CommandRecord): void {
+    this.insertCommand(cmd);
+  }
+
+  private insertCommand(cmd: CommandRecord): void {
+    this.stmts.insertCommand.run({
+      id: cmd.id,
+      name: cmd.name,
+      session_id: cmd.sessionId ?? null,
+      outcome: cmd.outcome,
+      result: cmd.result === undefined ? null : JSON.stringify(cmd.result),
+      error_code: cmd.errorCode ?? null,
+      error_message: cmd.errorMessage ?? null,
+      error_details: cmd.errorDetails === undefined ? null : JSON.stringify(cmd.errorDetails),
+      applied_at: cmd.appliedAt,
+    });
+  }
+}
+
+/** A CommandLog view over the store (the store implements `get` for sessions, so commands need their own object). */
+export class SqliteCommandLog implements CommandLog {
+  constructor(private readonly store: SqliteSessionStore) {}
+  get(id: string): CommandRecord | undefined {
+    return this.store.getCommand(id);
+  }
+  record(cmd: CommandRecord): void {
+    this.store.record(cmd);
+  }
+}

@@ -1,0 +1,39 @@
+import type { Session, StrategyRef } from '../domain/session.js';
+
+/**
+ * What the manager tells a session's runner. Called after the transition is committed.
+ * Failures are reported back through SessionManager.handleRunnerFailure, never thrown from here.
+ */
+export interface SessionRunnerPort {
+  /** The session entered `running` from `created`. */
+  start(session: Session): Promise<void>;
+  pause(session: Session): Promise<void>;
+  resume(session: Session): Promise<void>;
+  /** The session entered `stopped`: cancel open orders; flatten positions when the session asks for it. */
+  stop(session: Session): Promise<void>;
+  /** After a daemon restart: bring the runner to the persisted status (`running` or `paused`). */
+  restore(session: Session): Promise<void>;
+  /** Daemon shutdown: stop every loop WITHOUT changing any session's status. */
+  close(): Promise<void>;
+}
+
+/** Which broker ids exist (the `paper` broker always does). */
+export interface BrokerDirectory {
+  has(brokerId: string): boolean;
+}
+
+/** Resolves a strategy reference: throws STRATEGY_NOT_FOUND / VALIDATION_ERROR; returns it with params defaulted. */
+export interface StrategyDirectory {
+  resolve(ref: StrategyRef): StrategyRef;
+}
+
+/** A paper session's trading performance, computed from its persisted orders and positions. */
+export interface SessionPerformance {
+  returnPct: number;
+  maxDrawdownPct: number;
+  trades: number;
+}
+
+export interface PerformanceSource {
+  performanceOf(session: Session): SessionPerformance;
+}

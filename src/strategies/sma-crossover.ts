@@ -1,0 +1,77 @@
+import { z } from 'zod';
+import type { Bar, Signal } from '../domain/market.js';
+import { defineStrategy } from './strategy-api.js';
+
+export const SmaCrossoverParamsSchema = z
+  .object({
+    fast: z.number().int().positive().default(5),
+    slow: z.number().int().positive().default(20),
+    qty: z.number().finite().positive().default(1),
+  })
+  .strict()
+  .refine((p) => p.fast < p.slow, { path: ['slow'], message: 'slow must be greater than fast' });
+export type SmaCrossoverParams = z.output<typeof SmaCrossoverParamsSchema>;
+
+/** Per symbol: the last `slow + 1` closes, the quantity held, and the last bar time seen. */
+export type SmaSymbolState = { closes: number[]; position: number; lastTime: number | null };
+export type SmaCrossoverState = { symbols: { [symbol: string]: SmaSymbolState } };
+
+/**
+ * Long-only SMA crossover: buys `qty` when the fast SMA of closes crosses above the slow SMA while
+ * flat, and sells the whole position when it crosses below while long.
+ */
+export const smaCrossover = defineStrategy<SmaCrossoverParams, SmaCrossoverState>({
+  id: 'sma-crossover',
+  name: 'SMA crossover',
+  paramsSchema: SmaCrossoverParamsSchema,
+  initialState: () => ({ symbols: {} }),
+  step(state, bars, params) {
+    const symbols = { ...state.symbols };
+    const signals: Signal[] = [];
+    for (const bar of bars) {
+      const prev = symbols[bar.symbol] ?? { closes: [], position: 0, lastTime: null };
+      // A bar at or before the last one seen was already counted (a re-run batch).
+      if (prev.lastTime !== null && bar.time <= prev.lastTime) continue;
+      const next = onBar(prev, bar, params, signals);
+      symbols[bar.symbol] = next;
+    }
+    return { state: { symbols }, signals };
+  },
+});
+
+function onBar(prev: SmaSymbolState, bar: Bar, params: SmaCrossoverParams, signals: Signal[]): SmaSymbolState {
+  const closes = [...prev.closes, bar.close].slice(-(params.slow + 1));
+  let position = prev.position;
+  if (closes.length === params.slow + 1) {
+    const fastNow = mean(closes, closes.length - params.fast, closes.length);
+    const slowNow = mean(closes, closes.length - params.slow, closes.length);
+    const fastPrev = mean(closes, closes.length - 1 - params.fast, closes.length - 1);
+    const slowPrev = mean(closes, 0, closes.length - 1);
+    const values = `fast SMA ${round(fastNow)}, slow SMA ${round(slowNow)}`;
+    if (position === 0 && fastPrev <= slowPrev && fastNow > slowNow) {
+      position = params.qty;
+      signals.push(signal(bar, 'buy', params.qty, `fast SMA crossed above slow SMA (${values})`));
+    } else if (position > 0 && fastPrev >= slowPrev && fastNow < slowNow) {
+      signals.push(signal(bar, 'sell', position, `fast SMA crossed below slow SMA (${values})`));
+      position = 0;
+    }
+  }
+  return { closes, position, lastTime: bar.time };
+}
+
+function signal(bar: Bar, side: Signal['side'], qty: number, reason: string): Signal {
+  return { key: `${bar.symbol}:${bar.time}:${side}`, symbol: bar.symbol, side, qty, type: 'market', reason };
+}
+
+function mean(values: readonly number[], from: number, to: number): number {
+  let sum = 0;
+  for (let i = from; i < to; i++) sum += values[i]!;
+  return sum / (to - from);
+}
+
+function round(n: number): number {
+  return Math.round(n * 1e4) / 1e4;
+}
+
+/** The module form: user and built-in strategy modules export `strategy`. */
+export { smaCrossover as strategy };
