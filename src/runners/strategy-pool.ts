@@ -180,7 +180,10 @@ export class StrategyPool {
     this.#onWorkerError = options.onWorkerError;
 
     const worker = strategyWorkerFile();
-    const workerData: StrategyWorkerData = { modulePaths: resolveModulePaths(opts.modulePaths) };
+    const workerData: StrategyWorkerData = {
+      modulePaths: resolveModulePaths(opts.modulePaths),
+      registerTsx: worker.typescript,
+    };
     this.#piscina = new Piscina<EvaluateTask, EvaluateResult>({
       filename: worker.filename,
       name: 'evaluate',

@@ -1,0 +1,63 @@
+// The typed messages between StrategyPool (main thread) and strategy-worker (worker threads).
+// Types and constants only: both sides import this file.
+import type { Bar, Signal } from '../src/domain/market.js';
+import type { JsonValue, StrategyParams } from '../src/strategies/strategy-api.js';
+
+/** `workerData` every strategy worker starts with. */
+export interface StrategyWorkerData {
+  /** Absolute paths of user strategy modules, loaded next to the built-ins. */
+  modulePaths: string[];
+  /**
+   * The worker is the TypeScript source (dev): register tsx's ESM hooks in the thread before
+   * importing modules, since tsx on Node 20 registers them only in the main thread.
+   */
+  registerTsx: boolean;
+}
+
+/** One step of one session: the pool task. */
+export interface EvaluateTask {
+  /** Pool-assigned, unique per pool: ties progress messages to their task. */
+  taskId: number;
+  sessionId: string;
+  strategyId: string;
+  params: StrategyParams;
+  state: JsonValue;
+  bars: Bar[];
+}
+
+/** Failure codes a worker reports in a result (the thread itself stayed healthy). */
+export type EvaluateFailureCode =
+  /** The strategy's step or initial checks threw, or it returned an invalid result. */
+  | 'STRATEGY_THREW'
+  /** The worker has no strategy with this id. */
+  | 'STRATEGY_NOT_FOUND'
+  /** The params failed the strategy's schema. */
+  | 'VALIDATION_ERROR'
+  /** The worker could not load the strategy modules. */
+  | 'LOAD_FAILED';
+
+export type EvaluateResult =
+  | { ok: true; state: JsonValue; signals: Signal[] }
+  | { ok: false; code: EvaluateFailureCode; message: string; stack?: string };
+
+/** `type` of the progress message a worker posts on its parentPort. */
+export const TASK_PROGRESS = 'sessiond:strategy-task-progress';
+
+/**
+ * Posted by a worker when a task enters a phase, so the pool times the phase itself rather than
+ * the wait in the queue: `load` (first task on a thread: importing strategy modules), then `step`.
+ */
+export interface TaskProgressMessage {
+  type: typeof TASK_PROGRESS;
+  taskId: number;
+  phase: 'load' | 'step';
+}
+
+export function isTaskProgressMessage(value: unknown): value is TaskProgressMessage {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { type?: unknown }).type === TASK_PROGRESS &&
+    typeof (value as { taskId?: unknown }).taskId === 'number'
+  );
+}
