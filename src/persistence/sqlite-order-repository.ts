@@ -1,0 +1,432 @@
+import type { Statement } from 'better-sqlite3';
+import { z } from 'zod';
+import { InternalError, ValidationError } from '../domain/errors.js';
+import { ORDER_STATUSES, type Fill, type OrderStatus, type Position } from '../domain/order.js';
+import type { Db } from './database.js';
+import {
+  OPEN_ORDER_STATUSES,
+  type OrderListFilter,
+  type OrderRepository,
+  type OrderStatusChange,
+  type StoredOrder,
+} from './order-repository.js';
+
+// ---- mapping: rows <-> domain, in one place; rows are validated when read ----
+
+/** The `orders` row as stored. */
+export interface OrderRow {
+  client_order_id: string;
+  session_id: string;
+  broker_id: string;
+  account_id: string;
+  broker_order_id: string | null;
+  symbol: string;
+  side: string;
+  qty: number;
+  type: string;
+  limit_price: number | null;
+  status: string;
+  filled_qty: number;
+  avg_fill_price: number | null;
+  reason: string | null;
+  expires_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface FillRow {
+  id: string;
+  client_order_id: string;
+  session_id: string;
+  symbol: string;
+  side: string;
+  qty: number;
+  price: number;
+  commission: number;
+  at: string;
+}
+
+export interface PositionRow {
+  session_id: string;
+  symbol: string;
+  qty: number;
+  avg_price: number;
+  realized_pnl: number;
+  unrealized_pnl: number;
+  last_price: number;
+  updated_at: string;
+}
+
+const finite = z.number().finite();
+const positive = finite.positive();
+const side = z.enum(['buy', 'sell']);
+
+const OrderRowSchema = z.object({
+  client_order_id: z.string().min(1),
+  session_id: z.string().min(1),
+  broker_id: z.string(),
+  account_id: z.string(),
+  broker_order_id: z.string().nullable(),
+  symbol: z.string().min(1),
+  side,
+  qty: positive,
+  type: z.enum(['market', 'limit']),
+  limit_price: positive.nullable(),
+  status: z.enum(ORDER_STATUSES),
+  filled_qty: finite.min(0),
+  avg_fill_price: finite.nullable(),
+  reason: z.string().nullable(),
+  expires_at: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+const FillRowSchema = z.object({
+  id: z.string().min(1),
+  client_order_id: z.string().min(1),
+  session_id: z.string().min(1),
+  symbol: z.string().min(1),
+  side,
+  qty: positive,
+  price: positive,
+  commission: finite,
+  at: z.string(),
+});
+
+const PositionRowSchema = z.object({
+  session_id: z.string(),
+  symbol: z.string().min(1),
+  qty: finite,
+  avg_price: finite,
+  realized_pnl: finite,
+  unrealized_pnl: finite,
+  last_price: finite,
+  updated_at: z.string(),
+});
+
+function parseRow<S extends z.ZodType>(schema: S, row: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(row);
+  if (!parsed.success) {
+    throw new InternalError(`${what} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** Row -> domain; a corrupt row is an INTERNAL error naming the order, never a silent default. */
+export function rowToOrder(row: OrderRow): StoredOrder {
+  const r = parseRow(OrderRowSchema, row, `order row ${row.client_order_id}`);
+  const o: StoredOrder = {
+    clientOrderId: r.client_order_id,
+    sessionId: r.session_id,
+    brokerId: r.broker_id,
+    accountId: r.account_id,
+    symbol: r.symbol,
+    side: r.side,
+    qty: r.qty,
+    type: r.type,
+    status: r.status,
+    filledQty: r.filled_qty,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+  if (r.limit_price !== null) o.limitPrice = r.limit_price;
+  if (r.avg_fill_price !== null) o.avgFillPrice = r.avg_fill_price;
+  if (r.reason !== null) o.reason = r.reason;
+  if (r.broker_order_id !== null) o.brokerOrderId = r.broker_order_id;
+  if (r.expires_at !== null) o.expiresAt = r.expires_at;
+  return o;
+}
+
+export function orderToRow(o: StoredOrder): OrderRow {
+  return {
+    client_order_id: o.clientOrderId,
+    session_id: o.sessionId,
+    broker_id: o.brokerId,
+    account_id: o.accountId,
+    broker_order_id: o.brokerOrderId ?? null,
+    symbol: o.symbol,
+    side: o.side,
+    qty: o.qty,
+    type: o.type,
+    limit_price: o.limitPrice ?? null,
+    status: o.status,
+    filled_qty: o.filledQty,
+    avg_fill_price: o.avgFillPrice ?? null,
+    reason: o.reason ?? null,
+    expires_at: o.expiresAt === undefined ? null : isoTimestamp(o.expiresAt, 'order.expiresAt'),
+    created_at: o.createdAt,
+    updated_at: o.updatedAt,
+  };
+}
+
+export function rowToFill(row: FillRow): Fill {
+  const r = parseRow(FillRowSchema, row, `fill row ${row.id}`);
+  return {
+    id: r.id,
+    clientOrderId: r.client_order_id,
+    sessionId: r.session_id,
+    symbol: r.symbol,
+    side: r.side,
+    qty: r.qty,
+    price: r.price,
+    commission: r.commission,
+    at: r.at,
+  };
+}
+
+export function fillToRow(f: Fill): FillRow {
+  return {
+    id: f.id,
+    client_order_id: f.clientOrderId,
+    session_id: f.sessionId,
+    symbol: f.symbol,
+    side: f.side,
+    qty: f.qty,
+    price: f.price,
+    commission: f.commission,
+    at: f.at,
+  };
+}
+
+export function rowToPosition(row: PositionRow): Position {
+  const r = parseRow(PositionRowSchema, row, `position row ${row.session_id}/${row.symbol}`);
+  return {
+    symbol: r.symbol,
+    qty: r.qty,
+    avgPrice: r.avg_price,
+    realizedPnl: r.realized_pnl,
+    unrealizedPnl: r.unrealized_pnl,
+    lastPrice: r.last_price,
+  };
+}
+
+export function positionToRow(sessionId: string, p: Position, at: string): PositionRow {
+  return {
+    session_id: sessionId,
+    symbol: p.symbol,
+    qty: p.qty,
+    avg_price: p.avgPrice,
+    realized_pnl: p.realizedPnl,
+    unrealized_pnl: p.unrealizedPnl,
+    last_price: p.lastPrice,
+    updated_at: at,
+  };
+}
+
+// Writes are checked too, so a bad value fails with a message naming the field instead of a CHECK constraint.
+const OrderWriteSchema = z.object({
+  clientOrderId: z.string().min(1),
+  sessionId: z.string().min(1),
+  brokerId: z.string(),
+  accountId: z.string(),
+  symbol: z.string().min(1),
+  side,
+  qty: positive,
+  type: z.enum(['market', 'limit']),
+  limitPrice: positive.optional(),
+  status: z.enum(ORDER_STATUSES),
+  filledQty: finite.min(0),
+  avgFillPrice: finite.optional(),
+  createdAt: z.string().min(1),
+  updatedAt: z.string().min(1),
+});
+
+const FillWriteSchema = z.object({
+  id: z.string().min(1),
+  clientOrderId: z.string().min(1),
+  sessionId: z.string().min(1),
+  symbol: z.string().min(1),
+  side,
+  qty: positive,
+  price: positive,
+  commission: finite,
+  at: z.string().min(1),
+});
+
+const PositionWriteSchema = z.object({
+  symbol: z.string().min(1),
+  qty: finite,
+  avgPrice: finite,
+  realizedPnl: finite,
+  unrealizedPnl: finite,
+  lastPrice: finite,
+});
+
+function validateWrite<S extends z.ZodType>(schema: S, value: unknown, what: string): void {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new ValidationError(`${what} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+  }
+}
+
+function isoTimestamp(value: Date | string, what: string): string {
+  const ms = value instanceof Date ? value.getTime() : Date.parse(value);
+  if (Number.isNaN(ms)) throw new ValidationError(`${what} must be an ISO-8601 timestamp, got ${String(value)}`);
+  // One canonical form, so timestamps compare correctly as text in SQL.
+  return new Date(ms).toISOString();
+}
+
+// ---- the adapter ----
+
+const ORDER_COLUMNS = `client_order_id, session_id, broker_id, account_id, broker_order_id, symbol, side, qty, type,
+  limit_price, status, filled_qty, avg_fill_price, reason, expires_at, created_at, updated_at`;
+const OPEN_LIST = OPEN_ORDER_STATUSES.map((s) => `'${s}'`).join(',');
+
+/**
+ * SQLite adapter of OrderRepository over the tables of migration 002. It does not own the database: the
+ * caller opens and closes it. Every order's session must exist in `sessions` (foreign key).
+ */
+export class SqliteOrderRepository implements OrderRepository {
+  private readonly stmts: {
+    upsertOrder: Statement<[OrderRow]>;
+    getOrder: Statement<[string], OrderRow>;
+    statusOf: Statement<[string], { status: string; reason: string | null }>;
+    addHistory: Statement<[string, string, string | null, string]>;
+    history: Statement<[string], { client_order_id: string; status: string; reason: string | null; at: string }>;
+    countOpen: Statement<[string], { n: number }>;
+    addFill: Statement<[FillRow]>;
+    listFills: Statement<[string], FillRow>;
+    positions: Statement<[string], PositionRow>;
+    deletePositions: Statement<[string]>;
+    insertPosition: Statement<[PositionRow]>;
+    expire: Statement<[string, string], OrderRow>;
+  };
+
+  constructor(private readonly db: Db) {
+    this.stmts = {
+      upsertOrder: db.prepare(`
+        INSERT INTO orders (${ORDER_COLUMNS})
+        VALUES (@client_order_id, @session_id, @broker_id, @account_id, @broker_order_id, @symbol, @side, @qty, @type,
+          @limit_price, @status, @filled_qty, @avg_fill_price, @reason, @expires_at, @created_at, @updated_at)
+        ON CONFLICT (client_order_id) DO UPDATE SET
+          session_id = excluded.session_id, broker_id = excluded.broker_id, account_id = excluded.account_id,
+          broker_order_id = excluded.broker_order_id, symbol = excluded.symbol, side = excluded.side, qty = excluded.qty,
+          type = excluded.type, limit_price = excluded.limit_price, status = excluded.status,
+          filled_qty = excluded.filled_qty, avg_fill_price = excluded.avg_fill_price, reason = excluded.reason,
+          expires_at = excluded.expires_at, created_at = excluded.created_at, updated_at = excluded.updated_at`),
+      getOrder: db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE client_order_id = ?`),
+      statusOf: db.prepare('SELECT status, reason FROM orders WHERE client_order_id = ?'),
+      addHistory: db.prepare('INSERT INTO order_status_history (client_order_id, status, reason, at) VALUES (?, ?, ?, ?)'),
+      history: db.prepare('SELECT client_order_id, status, reason, at FROM order_status_history WHERE client_order_id = ? ORDER BY id'),
+      countOpen: db.prepare(`SELECT COUNT(*) AS n FROM orders WHERE session_id = ? AND status IN (${OPEN_LIST})`),
+      addFill: db.prepare(`
+        INSERT INTO fills (id, client_order_id, session_id, symbol, side, qty, price, commission, at)
+        VALUES (@id, @client_order_id, @session_id, @symbol, @side, @qty, @price, @commission, @at)
+        ON CONFLICT (id) DO NOTHING`),
+      listFills: db.prepare(
+        'SELECT id, client_order_id, session_id, symbol, side, qty, price, commission, at FROM fills WHERE session_id = ? ORDER BY at, rowid',
+      ),
+      positions: db.prepare(
+        `SELECT session_id, symbol, qty, avg_price, realized_pnl, unrealized_pnl, last_price, updated_at
+         FROM positions WHERE session_id = ? ORDER BY symbol`,
+      ),
+      deletePositions: db.prepare('DELETE FROM positions WHERE session_id = ?'),
+      insertPosition: db.prepare(`
+        INSERT INTO positions (session_id, symbol, qty, avg_price, realized_pnl, unrealized_pnl, last_price, updated_at)
+        VALUES (@session_id, @symbol, @qty, @avg_price, @realized_pnl, @unrealized_pnl, @last_price, @updated_at)`),
+      expire: db.prepare(`
+        UPDATE orders SET status = 'expired', reason = 'approval expired at ' || expires_at, updated_at = ?
+        WHERE status = 'pending_approval' AND expires_at IS NOT NULL AND expires_at <= ?
+        RETURNING ${ORDER_COLUMNS}`),
+    };
+  }
+
+  save(order: StoredOrder): void {
+    validateWrite(OrderWriteSchema, order, `order ${order.clientOrderId}`);
+    if (order.type === 'limit' && order.limitPrice === undefined) {
+      throw new ValidationError(`order ${order.clientOrderId} is invalid: limitPrice is required for a limit order`);
+    }
+    const row = orderToRow(order);
+    this.transaction(() => {
+      const before = this.stmts.statusOf.get(order.clientOrderId);
+      this.stmts.upsertOrder.run(row);
+      if (before === undefined || before.status !== order.status) {
+        this.stmts.addHistory.run(order.clientOrderId, order.status, order.reason ?? null, order.updatedAt);
+      }
+    });
+  }
+
+  getByClientId(clientOrderId: string): StoredOrder | undefined {
+    const row = this.stmts.getOrder.get(clientOrderId);
+    return row === undefined ? undefined : rowToOrder(row);
+  }
+
+  listBySession(sessionId: string, filter: OrderListFilter = {}): StoredOrder[] {
+    const where = ['session_id = ?'];
+    const params: (string | number)[] = [sessionId];
+    if (filter.status !== undefined) {
+      const statuses: readonly OrderStatus[] = typeof filter.status === 'string' ? [filter.status] : filter.status;
+      if (statuses.length === 0) return [];
+      where.push(`status IN (${statuses.map(() => '?').join(',')})`);
+      params.push(...statuses);
+    }
+    if (filter.symbol !== undefined) {
+      where.push('symbol = ?');
+      params.push(filter.symbol);
+    }
+    let sql = `SELECT ${ORDER_COLUMNS} FROM orders WHERE ${where.join(' AND ')} ORDER BY created_at, rowid`;
+    if (filter.limit !== undefined) {
+      if (!(Number.isInteger(filter.limit) && filter.limit > 0)) {
+        throw new ValidationError(`filter.limit must be a positive integer, got ${filter.limit}`);
+      }
+      // The newest N, returned oldest first like the unlimited list.
+      sql = `SELECT * FROM (SELECT ${ORDER_COLUMNS}, rowid AS rid FROM orders WHERE ${where.join(' AND ')}
+             ORDER BY created_at DESC, rowid DESC LIMIT ?) ORDER BY created_at, rid`;
+      params.push(filter.limit);
+    }
+    const rows = this.db.prepare<unknown[], OrderRow>(sql).all(...params);
+    return rows.map((r) => rowToOrder(r));
+  }
+
+  countOpen(sessionId: string): number {
+    return this.stmts.countOpen.get(sessionId)?.n ?? 0;
+  }
+
+  history(clientOrderId: string): OrderStatusChange[] {
+    return this.stmts.history.all(clientOrderId).map((r) => {
+      const status = parseRow(z.enum(ORDER_STATUSES), r.status, `status history of order ${clientOrderId}`);
+      const change: OrderStatusChange = { clientOrderId: r.client_order_id, status, at: r.at };
+      if (r.reason !== null) change.reason = r.reason;
+      return change;
+    });
+  }
+
+  addFill(fill: Fill): boolean {
+    validateWrite(FillWriteSchema, fill, `fill ${fill.id}`);
+    return this.stmts.addFill.run(fillToRow(fill)).changes === 1;
+  }
+
+  listFills(sessionId: string): Fill[] {
+    return this.stmts.listFills.all(sessionId).map((r) => rowToFill(r));
+  }
+
+  positions(sessionId: string): Position[] {
+    return this.stmts.positions.all(sessionId).map((r) => rowToPosition(r));
+  }
+
+  savePositions(sessionId: string, positions: readonly Position[], at: string = new Date().toISOString()): void {
+    const seen = new Set<string>();
+    for (const p of positions) {
+      validateWrite(PositionWriteSchema, p, `position ${sessionId}/${p.symbol}`);
+      if (seen.has(p.symbol)) throw new ValidationError(`positions of session ${sessionId} list ${p.symbol} twice`);
+      seen.add(p.symbol);
+    }
+    this.transaction(() => {
+      this.stmts.deletePositions.run(sessionId);
+      for (const p of positions) this.stmts.insertPosition.run(positionToRow(sessionId, p, at));
+    });
+  }
+
+  expirePendingApprovals(now: Date | string): StoredOrder[] {
+    const at = isoTimestamp(now, 'now');
+    return this.transaction(() => {
+      const rows = this.stmts.expire.all(at, at);
+      for (const r of rows) this.stmts.addHistory.run(r.client_order_id, 'expired', r.reason, at);
+      return rows.map((r) => rowToOrder(r));
+    });
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+}

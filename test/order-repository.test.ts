@@ -1,0 +1,263 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import type { Fill, Position } from '../src/domain/order.js';
+import { openDatabase, type Db } from '../src/persistence/database.js';
+import type { StoredOrder } from '../src/persistence/order-repository.js';
+import { SqliteOrderRepository } from '../src/persistence/sqlite-order-repository.js';
+
+const T0 = '2026-01-05T10:00:00.000Z';
+
+function tempDb(t: { teardown(fn: () => void): void }): { db: Db; file: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sessiond-orders-'));
+  const file = path.join(dir, 'sessiond.db');
+  const db = openDatabase(file);
+  t.teardown(() => {
+    if (db.open) db.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { db, file };
+}
+
+// Orders reference their session (foreign key); the session repository is someone else's, so a bare row.
+function addSession(db: Db, id: string): void {
+  db.prepare(
+    `INSERT INTO sessions (id, kind, status, strategy_id, strategy, broker_id, account_id, symbols, execution_mode,
+       risk_controls, created_at, updated_at)
+     VALUES (?, 'paper', 'running', 's', '{"id":"s"}', 'paper', 'default', '["AAPL"]', 'auto', '{}', ?, ?)`,
+  ).run(id, T0, T0);
+}
+
+function order(over: Partial<StoredOrder> = {}): StoredOrder {
+  return {
+    clientOrderId: 's1:AAPL:1:entry',
+    sessionId: 's1',
+    brokerId: 'paper',
+    accountId: 'default',
+    symbol: 'AAPL',
+    side: 'buy',
+    qty: 10,
+    type: 'market',
+    status: 'new',
+    filledQty: 0,
+    createdAt: T0,
+    updatedAt: T0,
+    ...over,
+  };
+}
+
+function fill(over: Partial<Fill> = {}): Fill {
+  return {
+    id: 'paper:s1:AAPL:1:entry:1',
+    clientOrderId: 's1:AAPL:1:entry',
+    sessionId: 's1',
+    symbol: 'AAPL',
+    side: 'buy',
+    qty: 10,
+    price: 100.05,
+    commission: 0.1,
+    at: '2026-01-05T10:01:00.000Z',
+    ...over,
+  };
+}
+
+test('an order round-trips and save upserts it, recording each status change', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+
+  repo.save(order());
+  t.deepEqual(repo.getByClientId('s1:AAPL:1:entry'), order());
+  repo.save(order({ status: 'accepted', brokerOrderId: 'paper-1', updatedAt: '2026-01-05T10:00:01.000Z' }));
+  repo.save(order({ status: 'accepted', brokerOrderId: 'paper-1', updatedAt: '2026-01-05T10:00:02.000Z' }));
+  const filled = order({
+    status: 'filled',
+    brokerOrderId: 'paper-1',
+    filledQty: 10,
+    avgFillPrice: 100.05,
+    updatedAt: '2026-01-05T10:01:00.000Z',
+  });
+  repo.save(filled);
+
+  t.deepEqual(repo.getByClientId('s1:AAPL:1:entry'), filled);
+  t.is(repo.listBySession('s1').length, 1);
+  t.deepEqual(
+    repo.history('s1:AAPL:1:entry').map((h) => [h.status, h.at]),
+    [
+      ['new', T0],
+      ['accepted', '2026-01-05T10:00:01.000Z'],
+      ['filled', '2026-01-05T10:01:00.000Z'],
+    ],
+  );
+  t.is(repo.getByClientId('nope'), undefined);
+});
+
+test('a limit order keeps its limit price and a risk refusal keeps its reason', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  repo.save(order({ clientOrderId: 'l', type: 'limit', limitPrice: 99.5 }));
+  repo.save(order({ clientOrderId: 'r', status: 'rejected', reason: 'RISK_LIMIT: maxOrderQty 10 exceeded by qty 25', qty: 25 }));
+  t.like(repo.getByClientId('l'), { type: 'limit', limitPrice: 99.5 });
+  t.like(repo.getByClientId('r'), { status: 'rejected', reason: 'RISK_LIMIT: maxOrderQty 10 exceeded by qty 25' });
+  t.deepEqual(repo.history('r'), [{ clientOrderId: 'r', status: 'rejected', reason: 'RISK_LIMIT: maxOrderQty 10 exceeded by qty 25', at: T0 }]);
+});
+
+test('listBySession filters by status and symbol, and countOpen counts only open orders', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  addSession(db, 's2');
+  const repo = new SqliteOrderRepository(db);
+  const statuses = ['new', 'accepted', 'partially_filled', 'pending_approval', 'filled', 'cancelled', 'rejected', 'expired'] as const;
+  statuses.forEach((status, i) =>
+    repo.save(order({ clientOrderId: `o${i}`, status, symbol: i % 2 ? 'MSFT' : 'AAPL', createdAt: `2026-01-05T10:00:0${i}.000Z` })),
+  );
+  repo.save(order({ clientOrderId: 'other', sessionId: 's2' }));
+
+  t.is(repo.countOpen('s1'), 4);
+  t.is(repo.countOpen('s2'), 1);
+  t.is(repo.countOpen('s3'), 0);
+  t.deepEqual(repo.listBySession('s1').map((o) => o.clientOrderId), ['o0', 'o1', 'o2', 'o3', 'o4', 'o5', 'o6', 'o7']);
+  t.deepEqual(repo.listBySession('s1', { status: 'filled' }).map((o) => o.clientOrderId), ['o4']);
+  t.deepEqual(repo.listBySession('s1', { status: ['cancelled', 'new'] }).map((o) => o.clientOrderId), ['o0', 'o5']);
+  t.deepEqual(repo.listBySession('s1', { symbol: 'MSFT' }).map((o) => o.clientOrderId), ['o1', 'o3', 'o5', 'o7']);
+  t.deepEqual(repo.listBySession('s1', { limit: 2 }).map((o) => o.clientOrderId), ['o6', 'o7']);
+  t.deepEqual(repo.listBySession('s1', { status: [] }), []);
+});
+
+test('addFill is idempotent by fill id and listFills returns them in time order', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  repo.save(order());
+  t.true(repo.addFill(fill({ id: 'f2', at: '2026-01-05T10:02:00.000Z', qty: 4 })));
+  t.true(repo.addFill(fill({ id: 'f1', qty: 6 })));
+  t.false(repo.addFill(fill({ id: 'f1', qty: 6 })));
+  t.deepEqual(repo.listFills('s1'), [fill({ id: 'f1', qty: 6 }), fill({ id: 'f2', at: '2026-01-05T10:02:00.000Z', qty: 4 })]);
+  t.deepEqual(repo.listFills('s2'), []);
+});
+
+test('savePositions replaces the session positions, which positions returns by symbol', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  const msft: Position = { symbol: 'MSFT', qty: -5, avgPrice: 90, realizedPnl: 150, unrealizedPnl: 0, lastPrice: 90 };
+  const aapl: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 9.5, lastPrice: 101 };
+  repo.savePositions('s1', [msft, aapl]);
+  t.deepEqual(repo.positions('s1'), [aapl, msft]);
+  repo.savePositions('s1', [{ ...aapl, qty: 0, avgPrice: 0, unrealizedPnl: 0, realizedPnl: 12 }]);
+  t.deepEqual(repo.positions('s1'), [{ ...aapl, qty: 0, avgPrice: 0, unrealizedPnl: 0, realizedPnl: 12 }]);
+  t.throws(() => repo.savePositions('s1', [aapl, aapl]), { message: 'positions of session s1 list AAPL twice' });
+  t.is(repo.positions('s1').length, 1);
+});
+
+test('transaction writes order, fill and positions together or not at all', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  repo.save(order({ status: 'accepted' }));
+  const position: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 0, lastPrice: 100.05 };
+
+  t.throws(
+    () =>
+      repo.transaction(() => {
+        repo.save(order({ status: 'filled', filledQty: 10, avgFillPrice: 100.05 }));
+        repo.addFill(fill());
+        repo.savePositions('s1', [position]);
+        throw new Error('crash before commit');
+      }),
+    { message: 'crash before commit' },
+  );
+  t.like(repo.getByClientId('s1:AAPL:1:entry'), { status: 'accepted' });
+  t.deepEqual(repo.listFills('s1'), []);
+  t.deepEqual(repo.positions('s1'), []);
+  t.deepEqual(repo.history('s1:AAPL:1:entry').map((h) => h.status), ['accepted']);
+
+  repo.transaction(() => {
+    repo.save(order({ status: 'filled', filledQty: 10, avgFillPrice: 100.05 }));
+    repo.addFill(fill());
+    repo.savePositions('s1', [position]);
+  });
+  t.like(repo.getByClientId('s1:AAPL:1:entry'), { status: 'filled' });
+  t.is(repo.listFills('s1').length, 1);
+  t.deepEqual(repo.positions('s1'), [position]);
+});
+
+test('expirePendingApprovals expires only pending orders whose time has come', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  repo.save(order({ clientOrderId: 'due', status: 'pending_approval', expiresAt: '2026-01-05T10:05:00Z' }));
+  repo.save(order({ clientOrderId: 'later', status: 'pending_approval', expiresAt: '2026-01-05T10:15:00.000Z' }));
+  repo.save(order({ clientOrderId: 'forever', status: 'pending_approval' }));
+  repo.save(order({ clientOrderId: 'done', status: 'filled', expiresAt: '2026-01-05T10:01:00.000Z' }));
+
+  t.deepEqual(repo.expirePendingApprovals('2026-01-05T10:04:59.999Z'), []);
+  const expired = repo.expirePendingApprovals(new Date('2026-01-05T10:10:00.000Z'));
+  t.deepEqual(expired, [
+    order({
+      clientOrderId: 'due',
+      status: 'expired',
+      expiresAt: '2026-01-05T10:05:00.000Z',
+      reason: 'approval expired at 2026-01-05T10:05:00.000Z',
+      updatedAt: '2026-01-05T10:10:00.000Z',
+    }),
+  ]);
+  t.deepEqual(repo.history('due').map((h) => h.status), ['pending_approval', 'expired']);
+  t.deepEqual(repo.listBySession('s1', { status: 'pending_approval' }).map((o) => o.clientOrderId), ['later', 'forever']);
+  t.is(repo.countOpen('s1'), 2);
+  t.deepEqual(repo.expirePendingApprovals('2026-01-05T10:10:00.000Z'), []);
+});
+
+test('bad writes are validation errors naming the field, and corrupt rows are internal errors', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  t.throws(() => repo.save(order({ qty: -1 })), { message: /^order s1:AAPL:1:entry is invalid: qty / });
+  t.throws(() => repo.save(order({ type: 'limit' })), { message: 'order s1:AAPL:1:entry is invalid: limitPrice is required for a limit order' });
+  t.throws(() => repo.save(order({ status: 'pending_approval', expiresAt: 'soon' })), {
+    message: 'order.expiresAt must be an ISO-8601 timestamp, got soon',
+  });
+  const err = t.throws(() => repo.addFill(fill({ price: Number.NaN })));
+  t.is((err as { code?: string }).code, 'VALIDATION_ERROR');
+
+  repo.save(order());
+  // Only a hand-edited file gets past the CHECK constraints; the mapper must still refuse the row.
+  db.pragma('ignore_check_constraints = ON');
+  db.prepare("UPDATE orders SET side = 'hold' WHERE client_order_id = ?").run('s1:AAPL:1:entry');
+  const corrupt = t.throws(() => repo.getByClientId('s1:AAPL:1:entry'));
+  t.is((corrupt as { code?: string }).code, 'INTERNAL');
+  t.regex(corrupt?.message ?? '', /^order row s1:AAPL:1:entry is invalid: side /);
+});
+
+test('orders, fills and positions survive closing and reopening the database file', (t) => {
+  const { db, file } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  repo.save(order({ status: 'filled', filledQty: 10, avgFillPrice: 100.05 }));
+  repo.addFill(fill());
+  const position: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 0, lastPrice: 100.05 };
+  repo.savePositions('s1', [position]);
+  db.close();
+
+  const db2 = openDatabase(file);
+  t.teardown(() => db2.close());
+  const repo2 = new SqliteOrderRepository(db2);
+  t.like(repo2.getByClientId('s1:AAPL:1:entry'), { status: 'filled', filledQty: 10 });
+  t.deepEqual(repo2.listFills('s1'), [fill()]);
+  t.deepEqual(repo2.positions('s1'), [position]);
+});
+
+test('deleting a session removes its orders, fills and positions', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  repo.save(order());
+  repo.addFill(fill());
+  repo.savePositions('s1', [{ symbol: 'AAPL', qty: 1, avgPrice: 1, realizedPnl: 0, unrealizedPnl: 0, lastPrice: 1 }]);
+  db.prepare('DELETE FROM sessions WHERE id = ?').run('s1');
+  t.deepEqual(repo.listBySession('s1'), []);
+  t.deepEqual(repo.listFills('s1'), []);
+  t.deepEqual(repo.positions('s1'), []);
+});
