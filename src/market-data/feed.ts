@@ -1,0 +1,81 @@
+import type { Bar } from '../domain/market.js';
+import type { FeedConfig } from '../domain/session.js';
+import { ValidationError } from '../domain/errors.js';
+import { createReplayFeed } from './replay-feed.js';
+import { createSyntheticFeed, seedFromSymbols } from './synthetic-feed.js';
+
+/**
+ * A source of bars for one session. It never sleeps: the runner calls `next()` every
+ * `intervalMs` and persists `cursor` so it can `seek()` back after a restart.
+ */
+export interface Feed {
+  readonly kind: 'synthetic' | 'replay';
+  readonly symbols: readonly string[];
+  /** How long the runner waits between batches; 0 means as fast as possible. */
+  readonly intervalMs: number;
+  /** Bar times consumed so far: the position `seek()` accepts. */
+  readonly cursor: number;
+  /** Bar times the feed has in all (Infinity for synthetic). */
+  readonly length: number;
+  /** Where the bars come from, for backtest records: `synthetic:<seed>` or `replay:<path>`. */
+  readonly dataRef: string;
+  /**
+   * The next batch, oldest first: `barsPerStep` bar times, each with one bar per symbol
+   * (synthetic) or the file's rows at that time (replay). Null when exhausted.
+   */
+  next(): Bar[] | null;
+  /** Moves to a cursor (as read from `cursor`); the bars that follow are the same as when stepping there. */
+  seek(cursor: number): void;
+}
+
+export interface CreateFeedOptions {
+  /**
+   * Tests and backtests: `intervalMs` is 0, whatever the config says.
+   * @defaultValue false
+   */
+  accelerated?: boolean;
+  /**
+   * Directory a relative replay `file` resolves against.
+   * @defaultValue `process.cwd()`
+   */
+  baseDir?: string;
+  /**
+   * Epoch ms of a synthetic feed's first bar. Keep it fixed per session: signal keys contain bar times.
+   * @defaultValue 2024-01-01T00:00:00Z
+   */
+  startTime?: number;
+}
+
+/**
+ * The feed a session's config asks for; no config means a synthetic feed seeded from the symbols.
+ * @throws ValidationError for an empty symbol list or an unreadable / invalid replay file.
+ * @example
+ * const feed = createFeed({ type: 'synthetic', seed: 7 }, ['AAPL', 'MSFT'], { accelerated: true });
+ * const batch = feed.next(); // one bar for AAPL, one for MSFT
+ */
+export function createFeed(config: FeedConfig | undefined, symbols: string[], opts: CreateFeedOptions = {}): Feed {
+  if (symbols.length === 0) throw new ValidationError('a feed needs at least one symbol');
+  if (new Set(symbols).size !== symbols.length) throw new ValidationError(`symbols must be distinct: ${symbols.join(', ')}`);
+  const accelerated = opts.accelerated ?? false;
+  if (config === undefined || config.type === 'synthetic') {
+    const c = config ?? { type: 'synthetic' as const };
+    return createSyntheticFeed({
+      symbols,
+      seed: c.seed ?? seedFromSymbols(symbols),
+      barIntervalMs: c.intervalMs ?? 1000,
+      startPrice: c.startPrice ?? 100,
+      volatility: c.volatility ?? 0.01,
+      barsPerStep: c.barsPerStep ?? 1,
+      startTime: opts.startTime ?? Date.UTC(2024, 0, 1),
+      accelerated,
+    });
+  }
+  return createReplayFeed({
+    symbols,
+    file: config.file,
+    baseDir: opts.baseDir ?? process.cwd(),
+    speed: config.speed,
+    barsPerStep: config.barsPerStep ?? 1,
+    accelerated,
+  });
+}
