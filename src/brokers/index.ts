@@ -1,0 +1,3 @@
+export * from './broker.js';
+export * from './broker-registry.js';
+export * from './paper-broker.js';

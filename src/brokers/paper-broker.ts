@@ -1,0 +1,546 @@
+import type { Statement } from 'better-sqlite3';
+import { z } from 'zod';
+import { InternalError, ValidationError } from '../domain/errors.js';
+import type { Bar } from '../domain/market.js';
+import type { Fill, Order, Position } from '../domain/order.js';
+import { applyFill, markPosition } from '../domain/pnl.js';
+import type { Db } from '../persistence/database.js';
+import type {
+  Broker,
+  BrokerAccount,
+  BrokerExecution,
+  BrokerFillFilter,
+  BrokerOrderAck,
+  BrokerOrderRequest,
+} from './broker.js';
+
+export interface PaperBrokerOptions {
+  /** The id sessions name as `brokerId`; rows are namespaced by it. @defaultValue 'paper' */
+  id?: string;
+  /** Price concession per fill: a buy pays open x (1 + bps/10000), a sell receives open x (1 - bps/10000). @defaultValue 5 */
+  slippageBps?: number;
+  /** Fixed commission per order, charged on its fill. @defaultValue 0 */
+  commissionPerOrder?: number;
+  /** Commission in basis points of the fill's notional (qty x fill price). @defaultValue 1 */
+  commissionBps?: number;
+  /** Cash of an account the first time an order names it. @defaultValue 100000 */
+  initialCash?: number;
+  /** Clock for order timestamps (fills are stamped with their bar's time). @defaultValue () => new Date() */
+  now?: () => Date;
+}
+
+export const DEFAULT_PAPER_BROKER_OPTIONS: Readonly<Required<PaperBrokerOptions>> = Object.freeze({
+  id: 'paper',
+  slippageBps: 5,
+  commissionPerOrder: 0,
+  commissionBps: 1,
+  initialCash: 100_000,
+  now: () => new Date(),
+});
+
+const OPEN_STATUSES = new Set<Order['status']>(['accepted', 'partially_filled']);
+
+// ---- rows and their mapping, in one place; rows are validated when read ----
+
+interface PaperOrderRow {
+  broker_id: string;
+  client_order_id: string;
+  seq: number;
+  account_id: string;
+  session_id: string;
+  symbol: string;
+  side: string;
+  qty: number;
+  type: string;
+  limit_price: number | null;
+  status: string;
+  filled_qty: number;
+  avg_fill_price: number | null;
+  reason: string | null;
+  after_bar_time: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+interface PaperFillRow {
+  broker_id: string;
+  id: string;
+  client_order_id: string;
+  account_id: string;
+  session_id: string;
+  symbol: string;
+  side: string;
+  qty: number;
+  price: number;
+  commission: number;
+  at: string;
+}
+
+interface PaperPositionRow {
+  symbol: string;
+  qty: number;
+  avg_price: number;
+  realized_pnl: number;
+  last_price: number;
+}
+
+interface PaperAccountRow {
+  account_id: string;
+  cash: number;
+  initial_cash: number;
+}
+
+const finite = z.number().finite();
+const side = z.enum(['buy', 'sell']);
+
+const PaperOrderRowSchema = z.object({
+  broker_id: z.string(),
+  client_order_id: z.string(),
+  seq: z.number().int(),
+  account_id: z.string(),
+  session_id: z.string(),
+  symbol: z.string(),
+  side,
+  qty: finite,
+  type: z.enum(['market', 'limit']),
+  limit_price: finite.nullable(),
+  status: z.enum(['accepted', 'partially_filled', 'filled', 'cancelled', 'rejected']),
+  filled_qty: finite,
+  avg_fill_price: finite.nullable(),
+  reason: z.string().nullable(),
+  after_bar_time: finite.nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+const PaperFillRowSchema = z.object({
+  id: z.string(),
+  client_order_id: z.string(),
+  session_id: z.string(),
+  symbol: z.string(),
+  side,
+  qty: finite,
+  price: finite,
+  commission: finite,
+  at: z.string(),
+});
+
+const PaperPositionRowSchema = z.object({
+  symbol: z.string(),
+  qty: finite,
+  avg_price: finite,
+  realized_pnl: finite,
+  last_price: finite,
+});
+
+const PaperAccountRowSchema = z.object({ account_id: z.string(), cash: finite, initial_cash: finite });
+
+function parseRow<S extends z.ZodType>(schema: S, row: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(row);
+  if (!parsed.success) {
+    throw new InternalError(`${what} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+type ParsedOrderRow = z.output<typeof PaperOrderRowSchema>;
+
+function rowToOrder(r: ParsedOrderRow): Order {
+  const o: Order = {
+    clientOrderId: r.client_order_id,
+    sessionId: r.session_id,
+    brokerId: r.broker_id,
+    accountId: r.account_id,
+    symbol: r.symbol,
+    side: r.side,
+    qty: r.qty,
+    type: r.type,
+    status: r.status,
+    filledQty: r.filled_qty,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+  if (r.limit_price !== null) o.limitPrice = r.limit_price;
+  if (r.avg_fill_price !== null) o.avgFillPrice = r.avg_fill_price;
+  if (r.reason !== null) o.reason = r.reason;
+  return o;
+}
+
+function rowToFill(row: PaperFillRow): Fill {
+  const r = parseRow(PaperFillRowSchema, row, `paper fill ${row.id}`);
+  return {
+    id: r.id,
+    clientOrderId: r.client_order_id,
+    sessionId: r.session_id,
+    symbol: r.symbol,
+    side: r.side,
+    qty: r.qty,
+    price: r.price,
+    commission: r.commission,
+    at: r.at,
+  };
+}
+
+function rowToPosition(row: PaperPositionRow): Position {
+  const r = parseRow(PaperPositionRowSchema, row, `paper position ${row.symbol}`);
+  const p: Position = { symbol: r.symbol, qty: r.qty, avgPrice: r.avg_price, realizedPnl: r.realized_pnl, unrealizedPnl: 0, lastPrice: r.last_price };
+  return r.last_price > 0 ? markPosition(p, r.last_price) : p;
+}
+
+// ---- the broker ----
+
+const ORDER_COLUMNS = `broker_id, client_order_id, seq, account_id, session_id, symbol, side, qty, type, limit_price, status,
+  filled_qty, avg_fill_price, reason, after_bar_time, created_at, updated_at`;
+const FILL_COLUMNS = 'broker_id, id, client_order_id, account_id, session_id, symbol, side, qty, price, commission, at';
+
+/**
+ * A simulated broker over SQLite. Market orders fill at the open of the next bar of their symbol; limit
+ * orders fill on the first later bar that trades through the limit (a buy needs low < limit, a sell
+ * high > limit), at the open if that is better, else at the limit. Slippage moves each fill against the
+ * order (never past a limit) and commission is per order + bps of notional. Orders fill in full.
+ *
+ * Accounts open on the first order naming them, with `initialCash`. There is no buying-power check: cash may
+ * go negative and shorts are unlimited (the session's risk controls bound exposure).
+ *
+ * Everything (orders, fills, accounts, positions, the last bar seen per symbol) lives in the database, so a
+ * new PaperBroker on the same file after a restart continues exactly where the last one stopped.
+ * The database is the caller's: close() does not close it.
+ *
+ * @example
+ * const broker = new PaperBroker(db, { slippageBps: 0 });
+ * await broker.onBar(bar1);                 // the bar the strategy decided on
+ * await broker.submit(order);               // accepted
+ * const [exec] = await broker.onBar(bar2);  // filled at bar2.open
+ */
+export class PaperBroker implements Broker {
+  readonly id: string;
+  readonly simulated = true;
+  private readonly options: Readonly<Required<PaperBrokerOptions>>;
+  private readonly stmts: {
+    getOrder: Statement<[string, string], PaperOrderRow>;
+    nextSeq: Statement<[string], { seq: number }>;
+    insertOrder: Statement<[PaperOrderRow]>;
+    openOrdersForSymbol: Statement<[string, string], PaperOrderRow>;
+    fillOrder: Statement<{ broker_id: string; client_order_id: string; status: string; filled_qty: number; avg_fill_price: number; updated_at: string }>;
+    cancelOrder: Statement<[string, string, string, string]>;
+    countFills: Statement<[string, string], { n: number }>;
+    insertFill: Statement<[PaperFillRow]>;
+    getAccount: Statement<[string, string], PaperAccountRow>;
+    insertAccount: Statement<[string, string, number, number, string, string]>;
+    updateCash: Statement<[number, string, string, string]>;
+    getPosition: Statement<[string, string, string], PaperPositionRow>;
+    accountPositions: Statement<[string, string], PaperPositionRow>;
+    upsertPosition: Statement<[string, string, string, number, number, number, number, string]>;
+    markPositions: Statement<[number, string, string]>;
+    lastBarTime: Statement<[string, string, string], { t: number | null }>;
+    upsertMark: Statement<[string, string, string, number, number]>;
+  };
+  private closePromise: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Db,
+    options: PaperBrokerOptions = {},
+  ) {
+    const o = { ...DEFAULT_PAPER_BROKER_OPTIONS, ...stripUndefined(options) };
+    if (typeof o.id !== 'string' || o.id.length === 0 || o.id.length > 128) {
+      throw new ValidationError('options.id must be a non-empty string of at most 128 characters');
+    }
+    for (const key of ['slippageBps', 'commissionPerOrder', 'commissionBps'] as const) {
+      if (!(Number.isFinite(o[key]) && o[key] >= 0)) throw new ValidationError(`options.${key} must be a non-negative number`);
+    }
+    if (!(Number.isFinite(o.initialCash) && o.initialCash > 0)) throw new ValidationError('options.initialCash must be a positive number');
+    if (typeof o.now !== 'function') throw new ValidationError('options.now must be a function returning a Date');
+    this.options = Object.freeze(o);
+    this.id = o.id;
+
+    this.stmts = {
+      getOrder: db.prepare(`SELECT ${ORDER_COLUMNS} FROM paper_orders WHERE broker_id = ? AND client_order_id = ?`),
+      nextSeq: db.prepare('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM paper_orders WHERE broker_id = ?'),
+      insertOrder: db.prepare(`
+        INSERT INTO paper_orders (${ORDER_COLUMNS})
+        VALUES (@broker_id, @client_order_id, @seq, @account_id, @session_id, @symbol, @side, @qty, @type, @limit_price,
+          @status, @filled_qty, @avg_fill_price, @reason, @after_bar_time, @created_at, @updated_at)`),
+      openOrdersForSymbol: db.prepare(`
+        SELECT ${ORDER_COLUMNS} FROM paper_orders
+        WHERE broker_id = ? AND symbol = ? AND status IN ('accepted','partially_filled') ORDER BY seq`),
+      fillOrder: db.prepare(`
+        UPDATE paper_orders SET status = @status, filled_qty = @filled_qty, avg_fill_price = @avg_fill_price, updated_at = @updated_at
+        WHERE broker_id = @broker_id AND client_order_id = @client_order_id`),
+      cancelOrder: db.prepare(`
+        UPDATE paper_orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE broker_id = ? AND client_order_id = ?`),
+      countFills: db.prepare('SELECT COUNT(*) AS n FROM paper_fills WHERE broker_id = ? AND client_order_id = ?'),
+      insertFill: db.prepare(`
+        INSERT INTO paper_fills (${FILL_COLUMNS})
+        VALUES (@broker_id, @id, @client_order_id, @account_id, @session_id, @symbol, @side, @qty, @price, @commission, @at)`),
+      getAccount: db.prepare('SELECT account_id, cash, initial_cash FROM paper_accounts WHERE broker_id = ? AND account_id = ?'),
+      insertAccount: db.prepare(`
+        INSERT INTO paper_accounts (broker_id, account_id, cash, initial_cash, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`),
+      updateCash: db.prepare('UPDATE paper_accounts SET cash = ?, updated_at = ? WHERE broker_id = ? AND account_id = ?'),
+      getPosition: db.prepare(`
+        SELECT symbol, qty, avg_price, realized_pnl, last_price FROM paper_positions
+        WHERE broker_id = ? AND account_id = ? AND symbol = ?`),
+      accountPositions: db.prepare(`
+        SELECT symbol, qty, avg_price, realized_pnl, last_price FROM paper_positions
+        WHERE broker_id = ? AND account_id = ? ORDER BY symbol`),
+      upsertPosition: db.prepare(`
+        INSERT INTO paper_positions (broker_id, account_id, symbol, qty, avg_price, realized_pnl, last_price, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (broker_id, account_id, symbol) DO UPDATE SET qty = excluded.qty, avg_price = excluded.avg_price,
+          realized_pnl = excluded.realized_pnl, last_price = excluded.last_price, updated_at = excluded.updated_at`),
+      markPositions: db.prepare('UPDATE paper_positions SET last_price = ? WHERE broker_id = ? AND symbol = ?'),
+      lastBarTime: db.prepare(`
+        SELECT MAX(bar_time) AS t FROM paper_marks WHERE broker_id = ? AND symbol = ? AND scope IN ('', ?)`),
+      upsertMark: db.prepare(`
+        INSERT INTO paper_marks (broker_id, scope, symbol, bar_time, price) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (broker_id, scope, symbol) DO UPDATE SET bar_time = excluded.bar_time, price = excluded.price
+        WHERE excluded.bar_time >= paper_marks.bar_time`),
+    };
+  }
+
+  /** The effective options (defaults applied). */
+  get settings(): Readonly<Required<PaperBrokerOptions>> {
+    return this.options;
+  }
+
+  async submit(request: BrokerOrderRequest): Promise<BrokerOrderAck> {
+    this.assertOpen();
+    for (const key of ['clientOrderId', 'sessionId', 'accountId', 'symbol'] as const) {
+      if (typeof request[key] !== 'string' || request[key].length === 0) {
+        throw new ValidationError(`order.${key} must be a non-empty string`);
+      }
+    }
+    if (request.side !== 'buy' && request.side !== 'sell') throw new ValidationError(`order.side must be buy or sell, got ${String(request.side)}`);
+    if (request.type !== 'market' && request.type !== 'limit') throw new ValidationError(`order.type must be market or limit, got ${String(request.type)}`);
+
+    return this.db.transaction((): BrokerOrderAck => {
+      const existing = this.readOrder(request.clientOrderId);
+      if (existing !== undefined) {
+        return { order: rowToOrder(existing), brokerOrderId: this.brokerOrderId(existing.seq), duplicate: true };
+      }
+      const now = this.nowIso();
+      const rejection = rejectionReason(request);
+      const seq = this.stmts.nextSeq.get(this.id)!.seq;
+      if (rejection === undefined) this.ensureAccount(request.accountId, now);
+      const row: PaperOrderRow = {
+        broker_id: this.id,
+        client_order_id: request.clientOrderId,
+        seq,
+        account_id: request.accountId,
+        session_id: request.sessionId,
+        symbol: request.symbol,
+        side: request.side,
+        qty: Number.isFinite(request.qty) ? request.qty : 0,
+        type: request.type,
+        limit_price: request.type === 'limit' && Number.isFinite(request.limitPrice) ? request.limitPrice! : null,
+        status: rejection === undefined ? 'accepted' : 'rejected',
+        filled_qty: 0,
+        avg_fill_price: null,
+        reason: rejection ?? null,
+        // The order fills on a bar after the last one seen for its symbol in its market: the bar it was decided on never fills it.
+        after_bar_time: this.stmts.lastBarTime.get(this.id, request.symbol, request.sessionId)?.t ?? null,
+        created_at: now,
+        updated_at: now,
+      };
+      this.stmts.insertOrder.run(row);
+      return { order: rowToOrder(parseRow(PaperOrderRowSchema, row, `paper order ${row.client_order_id}`)), brokerOrderId: this.brokerOrderId(seq), duplicate: false };
+    })();
+  }
+
+  async cancel(clientOrderId: string): Promise<Order | undefined> {
+    this.assertOpen();
+    return this.db.transaction((): Order | undefined => {
+      const row = this.readOrder(clientOrderId);
+      if (row === undefined) return undefined;
+      if (!OPEN_STATUSES.has(row.status)) return rowToOrder(row);
+      this.stmts.cancelOrder.run('cancelled by client', this.nowIso(), this.id, clientOrderId);
+      return rowToOrder(this.readOrder(clientOrderId)!);
+    })();
+  }
+
+  async getOrder(clientOrderId: string): Promise<Order | undefined> {
+    this.assertOpen();
+    const row = this.readOrder(clientOrderId);
+    return row === undefined ? undefined : rowToOrder(row);
+  }
+
+  async listFills(filter: BrokerFillFilter = {}): Promise<Fill[]> {
+    this.assertOpen();
+    const where = ['broker_id = ?'];
+    const params: string[] = [this.id];
+    const columns = { accountId: 'account_id', sessionId: 'session_id', clientOrderId: 'client_order_id' } as const;
+    for (const key of Object.keys(columns) as (keyof typeof columns)[]) {
+      const value = filter[key];
+      if (value === undefined) continue;
+      where.push(`${columns[key]} = ?`);
+      params.push(value);
+    }
+    const rows = this.db
+      .prepare<string[], PaperFillRow>(`SELECT ${FILL_COLUMNS} FROM paper_fills WHERE ${where.join(' AND ')} ORDER BY at, rowid`)
+      .all(...params);
+    return rows.map((r) => rowToFill(r));
+  }
+
+  async positions(accountId: string): Promise<Position[]> {
+    this.assertOpen();
+    return this.accountPositions(accountId).filter((p) => p.qty !== 0);
+  }
+
+  async account(accountId: string): Promise<BrokerAccount> {
+    this.assertOpen();
+    const row = this.stmts.getAccount.get(this.id, accountId);
+    // An account nobody has traded in yet is reported as it will open; reading does not create it.
+    const cash = row === undefined ? this.options.initialCash : parseRow(PaperAccountRowSchema, row, `paper account ${accountId}`).cash;
+    let marketValue = 0;
+    let realizedPnl = 0;
+    let unrealizedPnl = 0;
+    for (const p of this.accountPositions(accountId)) {
+      marketValue += p.qty * p.lastPrice;
+      realizedPnl += p.realizedPnl;
+      unrealizedPnl += p.unrealizedPnl;
+    }
+    return { accountId, cash, equity: cash + marketValue, marketValue, realizedPnl, unrealizedPnl };
+  }
+
+  async onBar(bar: Bar, scope?: string): Promise<BrokerExecution[]> {
+    this.assertOpen();
+    validateBar(bar);
+    if (scope !== undefined && (typeof scope !== 'string' || scope.length === 0)) {
+      throw new ValidationError('scope must be a non-empty string (a session id) or undefined');
+    }
+    return this.db.transaction((): BrokerExecution[] => {
+      const executions: BrokerExecution[] = [];
+      for (const raw of this.stmts.openOrdersForSymbol.all(this.id, bar.symbol)) {
+        const row = parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`);
+        if (scope !== undefined && row.session_id !== scope) continue;
+        if (row.after_bar_time !== null && bar.time <= row.after_bar_time) continue;
+        const price = this.fillPrice(row, bar);
+        if (price === undefined) continue;
+        executions.push(this.fill(row, price, bar));
+      }
+      const marked = this.stmts.upsertMark.run(this.id, scope ?? '', bar.symbol, bar.time, bar.close).changes > 0;
+      // A replayed older bar must not move the marks back.
+      if (marked) this.stmts.markPositions.run(bar.close, this.id, bar.symbol);
+      return executions;
+    })();
+  }
+
+  /** Idempotent; later calls on this broker throw INTERNAL. The database stays open (it is the caller's). */
+  close(): Promise<void> {
+    this.closePromise ??= Promise.resolve();
+    return this.closePromise;
+  }
+
+  private fillPrice(order: ParsedOrderRow, bar: Bar): number | undefined {
+    const slip = this.options.slippageBps / 10_000;
+    const buyAt = bar.open * (1 + slip);
+    const sellAt = bar.open * (1 - slip);
+    if (order.type === 'market') return order.side === 'buy' ? buyAt : sellAt;
+    const limit = order.limit_price!;
+    if (order.side === 'buy') return bar.low < limit ? Math.min(buyAt, limit) : undefined;
+    return bar.high > limit ? Math.max(sellAt, limit) : undefined;
+  }
+
+  private fill(order: ParsedOrderRow, price: number, bar: Bar): BrokerExecution {
+    const qty = order.qty - order.filled_qty;
+    const commission = this.options.commissionPerOrder + (qty * price * this.options.commissionBps) / 10_000;
+    const n = this.stmts.countFills.get(this.id, order.client_order_id)!.n + 1;
+    const at = new Date(bar.time).toISOString();
+    const now = this.nowIso();
+    const fillRow: PaperFillRow = {
+      broker_id: this.id,
+      id: `${this.id}:${order.client_order_id}:${n}`,
+      client_order_id: order.client_order_id,
+      account_id: order.account_id,
+      session_id: order.session_id,
+      symbol: order.symbol,
+      side: order.side,
+      qty,
+      price,
+      commission,
+      at,
+    };
+    this.stmts.insertFill.run(fillRow);
+
+    const filledQty = order.filled_qty + qty;
+    const avgFillPrice = ((order.avg_fill_price ?? 0) * order.filled_qty + price * qty) / filledQty;
+    this.stmts.fillOrder.run({
+      broker_id: this.id,
+      client_order_id: order.client_order_id,
+      status: 'filled',
+      filled_qty: filledQty,
+      avg_fill_price: avgFillPrice,
+      updated_at: now,
+    });
+
+    const account = parseRow(PaperAccountRowSchema, this.ensureAccount(order.account_id, now), `paper account ${order.account_id}`);
+    const notional = qty * price;
+    const cash = order.side === 'buy' ? account.cash - notional - commission : account.cash + notional - commission;
+    this.stmts.updateCash.run(cash, now, this.id, order.account_id);
+
+    const before = this.stmts.getPosition.get(this.id, order.account_id, order.symbol);
+    const position = applyFill(before === undefined ? undefined : rowToPosition(before), { symbol: order.symbol, side: order.side, qty, price, commission });
+    this.stmts.upsertPosition.run(
+      this.id,
+      order.account_id,
+      order.symbol,
+      position.qty,
+      position.avgPrice,
+      position.realizedPnl,
+      position.lastPrice,
+      now,
+    );
+
+    const updated = this.readOrder(order.client_order_id)!;
+    return { order: rowToOrder(updated), fill: rowToFill(fillRow) };
+  }
+
+  private ensureAccount(accountId: string, now: string): PaperAccountRow {
+    const existing = this.stmts.getAccount.get(this.id, accountId);
+    if (existing !== undefined) return existing;
+    this.stmts.insertAccount.run(this.id, accountId, this.options.initialCash, this.options.initialCash, now, now);
+    return { account_id: accountId, cash: this.options.initialCash, initial_cash: this.options.initialCash };
+  }
+
+  private accountPositions(accountId: string): Position[] {
+    return this.stmts.accountPositions.all(this.id, accountId).map((r) => rowToPosition(r));
+  }
+
+  private readOrder(clientOrderId: string): ParsedOrderRow | undefined {
+    const row = this.stmts.getOrder.get(this.id, clientOrderId);
+    return row === undefined ? undefined : parseRow(PaperOrderRowSchema, row, `paper order ${clientOrderId}`);
+  }
+
+  private brokerOrderId(seq: number): string {
+    return `${this.id}-${seq}`;
+  }
+
+  private nowIso(): string {
+    return this.options.now().toISOString();
+  }
+
+  private assertOpen(): void {
+    if (this.closePromise !== undefined) throw new InternalError(`paper broker ${this.id} is closed`);
+  }
+}
+
+/** Why the broker refuses a well-formed request, or undefined when it takes it. */
+function rejectionReason(o: BrokerOrderRequest): string | undefined {
+  if (!(Number.isFinite(o.qty) && o.qty > 0)) return `qty must be a positive number, got ${o.qty}`;
+  if (o.type === 'limit' && !(Number.isFinite(o.limitPrice) && o.limitPrice! > 0)) {
+    return `a limit order needs a positive limitPrice, got ${o.limitPrice}`;
+  }
+  return undefined;
+}
+
+function validateBar(bar: Bar): void {
+  if (typeof bar.symbol !== 'string' || bar.symbol.length === 0) throw new ValidationError('bar.symbol must be a non-empty string');
+  if (!Number.isFinite(bar.time)) throw new ValidationError(`bar.time must be epoch milliseconds, got ${bar.time}`);
+  for (const key of ['open', 'high', 'low', 'close'] as const) {
+    if (!(Number.isFinite(bar[key]) && bar[key] > 0)) throw new ValidationError(`bar.${key} of ${bar.symbol} must be a positive number, got ${bar[key]}`);
+  }
+  if (bar.low > bar.high) throw new ValidationError(`bar of ${bar.symbol} at ${bar.time} has low ${bar.low} above high ${bar.high}`);
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
