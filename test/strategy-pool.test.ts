@@ -52,13 +52,18 @@ test('a user strategy keeps its state across steps served by any thread', async 
   t.is(signals, 5);
 });
 
-test('an unknown strategy and bad params are rejected with their codes', async (t) => {
+test('an unknown strategy, bad params and non-JSON state are rejected with their codes', async (t) => {
   const base = { sessionId: 's-bad', state: null, bars: bars([1]) };
   const notFound = await t.throwsAsync(shared.evaluate({ ...base, strategyId: 'no-such', params: {} }));
   t.like(notFound, { code: 'STRATEGY_NOT_FOUND', message: 'strategy no-such is not known' });
   const invalid = await t.throwsAsync(shared.evaluate({ ...base, strategyId: 'sma-crossover', params: { fast: 0 } }));
   t.like(invalid, { code: 'VALIDATION_ERROR' });
   t.regex(invalid!.message, /params\.fast/);
+  const notJson = await t.throwsAsync(
+    shared.evaluate({ ...base, strategyId: 'buy-and-hold', params: {}, state: { bought: {}, at: new Date(0) } as unknown as JsonValue }),
+  );
+  t.like(notJson, { code: 'VALIDATION_ERROR', message: 'step of session s-bad rejected: state.at is not a plain object' });
+  t.like(shared.stats(), { failedByKind: { threw: 0, exited: 0, timeout: 0 } });
 });
 
 test('a throwing, an exiting and a hung strategy each fail only their own step', async (t) => {

@@ -8,10 +8,11 @@ export interface StrategyWorkerData {
   /** Absolute paths of user strategy modules, loaded next to the built-ins. */
   modulePaths: string[];
   /**
-   * The worker is the TypeScript source (dev): register tsx's ESM hooks in the thread before
-   * importing modules, since tsx on Node 20 registers them only in the main thread.
+   * Dev only (the worker is the TypeScript source, run under tsx): URL of a side-effect-free .ts
+   * module. When importing it fails, the thread has no tsx ESM hooks (tsx registers them in
+   * worker threads only on recent Node versions) and the worker registers them itself.
    */
-  registerTsx: boolean;
+  tsxProbeUrl: string | null;
 }
 
 /** One step of one session: the pool task. */

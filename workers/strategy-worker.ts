@@ -11,20 +11,27 @@ import {
 } from './protocol.js';
 
 const { parentPort } = workerThreads;
-const data = (workerThreads.workerData ?? { modulePaths: [], registerTsx: false }) as StrategyWorkerData;
+const data = (workerThreads.workerData ?? { modulePaths: [], tsxProbeUrl: null }) as StrategyWorkerData;
 
-// Loaded on the first task, not with top-level await: a TS worker under tsx is required as CJS,
-// where top-level await is a syntax error.
+// Loaded on the first task, not with top-level await: Piscina loads this file with require()
+// first (under tsx, compiled to CJS), where top-level await is not allowed.
 let strategies: Promise<Map<string, { definition: AnyStrategyDefinition }>> | undefined;
 let loaded = false;
 
 async function loadStrategies(): Promise<Map<string, { definition: AnyStrategyDefinition }>> {
-  // tsx registers its hooks in worker threads itself where Node has `isInternalThread` (22.14+).
-  if (data.registerTsx && !('isInternalThread' in workerThreads)) {
+  if (data.tsxProbeUrl !== null) await ensureTsxHooks(data.tsxProbeUrl);
+  return loadStrategyDefinitions(data.modulePaths);
+}
+
+// Probing beats checking Node versions: which versions get tsx's hooks in workers is tsx's business.
+async function ensureTsxHooks(probeUrl: string): Promise<void> {
+  try {
+    await import(probeUrl);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
     const { register } = await import('tsx/esm/api');
     register();
   }
-  return loadStrategyDefinitions(data.modulePaths);
 }
 
 function progress(taskId: number, phase: TaskProgressMessage['phase']): void {

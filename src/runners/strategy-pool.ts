@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { Bar, Signal } from '../domain/market.js';
 import { StrategyNotFoundError, ValidationError } from '../domain/errors.js';
 import { resolveModulePaths } from '../strategies/catalog.js';
-import type { JsonValue, StrategyParams } from '../strategies/strategy-api.js';
+import { describeNonJson, type JsonValue, type StrategyParams } from '../strategies/strategy-api.js';
 import {
   isTaskProgressMessage,
   type EvaluateResult,
@@ -182,7 +183,8 @@ export class StrategyPool {
     const worker = strategyWorkerFile();
     const workerData: StrategyWorkerData = {
       modulePaths: resolveModulePaths(opts.modulePaths),
-      registerTsx: worker.typescript,
+      // A query keeps the probe's cached failure off the module's plain URL.
+      tsxProbeUrl: worker.typescript ? `${pathToFileURL(join(dirname(worker.filename), 'protocol.ts')).href}?tsx-probe` : null,
     };
     this.#piscina = new Piscina<EvaluateTask, EvaluateResult>({
       filename: worker.filename,
@@ -211,6 +213,14 @@ export class StrategyPool {
    */
   async evaluate(request: EvaluateRequest): Promise<EvaluateResponse> {
     if (this.#closing !== undefined) throw new StrategyPoolClosedError();
+    // Checked here: a value that cannot be cloned would otherwise surface as a failure of the thread.
+    const problem =
+      describeNonJson(request.state, 'state') ??
+      describeNonJson(request.params, 'params') ??
+      (Array.isArray(request.bars) ? null : 'bars must be an array');
+    if (problem !== null) {
+      throw this.#fail(new ValidationError(`step of session ${request.sessionId} rejected: ${problem}`));
+    }
     const taskId = this.#nextTaskId++;
     const pending: Pending = { controller: new AbortController(), timer: undefined, timedOut: undefined };
     this.#pending.set(taskId, pending);
@@ -288,6 +298,9 @@ export class StrategyPool {
       );
     }
     if (this.#closing !== undefined) return new StrategyPoolClosedError();
+    if (err instanceof Error && err.name === 'DataCloneError') {
+      return new ValidationError(`step of session ${request.sessionId} rejected: ${message}`);
+    }
     // The worker never throws from a task, so any other rejection is a thread that died under it.
     return new StrategyStepError(
       'exited',
