@@ -20,11 +20,14 @@ export class CommandTimeoutError extends Error {
     readonly commandId: string,
     readonly timeoutMs: number,
     readonly removed: boolean,
+    redisError?: string,
   ) {
     super(
-      removed
-        ? `no daemon took command ${commandId} within ${timeoutMs} ms; it was withdrawn and not applied`
-        : `command ${commandId} did not finish within ${timeoutMs} ms; it is still queued or in progress`,
+      redisError !== undefined
+        ? `Redis unreachable (${redisError}); command ${commandId} was not submitted`
+        : removed
+          ? `no daemon took command ${commandId} within ${timeoutMs} ms; it was withdrawn and not applied`
+          : `command ${commandId} did not finish within ${timeoutMs} ms; it is still queued or in progress`,
     );
     this.name = this.constructor.name;
   }
@@ -41,42 +44,82 @@ export interface SubmitOptions {
 export class CommandClient {
   private readonly connection: Redis;
   private readonly queue: Queue;
-  private readonly events: QueueEvents;
-  private ready: Promise<void> | undefined;
+  private readonly queueName: string;
+  private readonly prefix: string;
+  private events: Promise<QueueEvents> | undefined;
+  private eventsInstance: QueueEvents | undefined;
+  private lastError: Error | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(options: CommandClientOptions = {}) {
     const url = options.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
     const queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     const prefix = options.prefix ?? DEFAULT_QUEUE_PREFIX;
+    this.queueName = queueName;
+    this.prefix = prefix;
     this.connection = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+    // Without listeners, an unreachable Redis is an unhandled 'error' event; the timeout reports it instead.
+    this.connection.on('error', (err: Error) => (this.lastError = err));
     this.queue = new Queue(queueName, { connection: this.connection, prefix });
-    this.events = new QueueEvents(queueName, { connection: this.connection.duplicate(), prefix });
+    this.queue.on('error', (err: Error) => (this.lastError = err));
+  }
+
+  /** The Redis error seen last (e.g. ECONNREFUSED), for messages. */
+  get redisError(): Error | undefined {
+    return this.lastError;
+  }
+
+  /**
+   * QueueEvents reading from the stream's current end, fixed BEFORE any job is added: starting at '$' would
+   * miss a completion that lands between waitUntilReady and the first XREAD.
+   */
+  private listen(): Promise<QueueEvents> {
+    this.events ??= (async () => {
+      const stream = `${this.prefix}:${this.queueName}:events`;
+      const last = (await this.connection.xrevrange(stream, '+', '-', 'COUNT', 1)) as [string, string[]][];
+      const events = new QueueEvents(this.queueName, {
+        connection: this.connection.duplicate(),
+        prefix: this.prefix,
+        lastEventId: last[0]?.[0] ?? '0-0',
+      });
+      this.eventsInstance = events;
+      events.on('error', (err: Error) => (this.lastError = err));
+      await events.waitUntilReady();
+      return events;
+    })();
+    return this.events;
   }
 
   /** Resolves with the job's return value, or throws a SessiondError carrying the daemon's code. */
   async submit<T = unknown>(name: CommandName | string, data: unknown, options: SubmitOptions = {}): Promise<T> {
-    this.ready ??= this.events.waitUntilReady().then(() => undefined);
-    await this.ready;
     const timeoutMs = options.timeoutMs ?? 10_000;
     const jobId = options.commandId ?? randomUUID();
-    const job = await this.queue.add(name, data ?? {}, {
-      jobId,
-      attempts: 1,
-      removeOnComplete: { age: 24 * 3600, count: 100_000 },
-      removeOnFail: { age: 24 * 3600, count: 100_000 },
-    });
+    let added = false;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
     });
+    const work = (async () => {
+      // Listen before adding, so a fast daemon's `completed` event is not missed.
+      const events = await this.listen();
+      const job = await this.queue.add(name, data ?? {}, {
+        jobId,
+        attempts: 1,
+        removeOnComplete: { age: 24 * 3600, count: 100_000 },
+        removeOnFail: { age: 24 * 3600, count: 100_000 },
+      });
+      added = true;
+      return job.waitUntilFinished(events);
+    })();
+    work.catch(() => undefined);
     try {
-      return (await Promise.race([job.waitUntilFinished(this.events), timeout])) as T;
+      return (await Promise.race([work, timeout])) as T;
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (message === 'timeout') {
-        const removed = await this.withdraw(jobId);
-        throw new CommandTimeoutError(jobId, timeoutMs, removed);
+        // Not added (Redis unreachable) or withdrawn while still waiting: either way never applied.
+        const removed = added ? await this.withdraw(jobId) : true;
+        throw new CommandTimeoutError(jobId, timeoutMs, removed, added ? undefined : this.lastError?.message);
       }
       const { code, message: text } = parseWireError(message);
       throw new SessiondError(code, text);
@@ -87,8 +130,9 @@ export class CommandClient {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.events.close();
-      await this.queue.close();
+      // Never wait on Redis here: closing must work when Redis is unreachable.
+      const pending = [this.eventsInstance?.close(), this.queue.close()].map((p) => p?.catch(() => undefined));
+      await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 1000).unref())]);
       this.connection.disconnect();
     })();
     return this.closing;

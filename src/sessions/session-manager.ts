@@ -78,6 +78,8 @@ export interface SessionManagerOptions {
   now?: (() => Date) | undefined;
   /** Called after every committed transition (live view, metrics). */
   onTransition?: ((notice: TransitionNotice) => void) | undefined;
+  /** Milliseconds each write-ahead SQLite transaction took (metrics). */
+  onWrite?: ((ms: number) => void) | undefined;
   /** XState inspection of every session actor (relay to a Stately inspector). */
   inspect?: ((event: InspectionEvent) => void) | undefined;
 }
@@ -402,12 +404,14 @@ export class SessionManager {
       recordCommand && ctx.commandId
         ? { id: ctx.commandId, name: commandName, sessionId: id, outcome: 'ok', result: view, appliedAt: c.updatedAt }
         : undefined;
+    const w0 = performance.now();
     const record = this.opts.store.commit({
       session,
       snapshot: sessionMachine.getPersistedSnapshot(next),
       transition: { sessionId: id, from: stored.session.status, to, event: event.type, commandId: ctx.commandId, source: ctx.source ?? 'command', reason, at: c.updatedAt },
       command,
     });
+    this.opts.onWrite?.(performance.now() - w0);
     // Written; now act.
     actor.send(event);
     if (to === 'stopped') {

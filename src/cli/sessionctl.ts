@@ -1,0 +1,211 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { CommandClient, CommandTimeoutError } from '../commands/command-client.js';
+import { SessiondError } from '../domain/errors.js';
+import { record, table } from './format.js';
+
+/** Exit statuses: the contract scripts rely on. */
+export const EXIT = { OK: 0, REJECTED: 1, USAGE: 2, TIMEOUT: 3 } as const;
+
+class UsageError extends Error {}
+
+interface GlobalOptions {
+  redis?: string;
+  queue?: string;
+  prefix?: string;
+  json?: boolean;
+  timeout: string;
+}
+
+const LIST_COLUMNS = ['id', 'kind', 'status', 'strategyId', 'brokerId', 'symbols', 'executionMode', 'stopReason', 'updatedAt'];
+
+function readJsonFile(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`${what} ${file} cannot be read: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${what} ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function parseJsonOption(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function print(result: unknown, json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } else if (Array.isArray(result)) {
+    process.stdout.write(result.length ? `${table(result as Record<string, unknown>[], LIST_COLUMNS)}\n` : '(none)\n');
+  } else if (result && typeof result === 'object') {
+    process.stdout.write(`${record(result as Record<string, unknown>)}\n`);
+  } else {
+    process.stdout.write(`${String(result)}\n`);
+  }
+}
+
+/** Builds the CLI; `run` submits one command and resolves with the exit status. */
+export function buildProgram(submit: (name: string, data: unknown, opts: { commandId?: string }) => Promise<void>): Command {
+  const program = new Command('sessionctl')
+    .description('Submit lifecycle commands to sessiond over its Redis queue and print the outcome')
+    .option('--redis <url>', 'Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379)')
+    .option('--queue <name>', 'queue name', 'session-commands')
+    .option('--prefix <prefix>', 'queue key prefix', 'sessiond')
+    .option('--json', 'print JSON instead of a table')
+    .option('--timeout <ms>', 'how long to wait for the daemon', '10000')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('start')
+    .description('create a session and start it')
+    .addOption(new Option('--kind <kind>', 'paper or live').choices(['paper', 'live']))
+    .option('--strategy <id>', 'strategy id')
+    .option('--params <json>', 'strategy params as JSON')
+    .option('--symbols <list>', 'comma-separated symbols')
+    .option('--broker <id>', 'broker id', undefined)
+    .option('--account <id>', 'account id')
+    .addOption(new Option('--mode <mode>', 'execution mode').choices(['auto', 'confirm', 'signal-only']))
+    .option('--risk <json>', 'risk controls as JSON, e.g. {"maxOrderQty":10}')
+    .option('--feed <json>', 'market data feed as JSON, e.g. {"type":"synthetic","seed":1}')
+    .option('--config <file>', 'a SessionConfig JSON file; flags override its fields')
+    .option('--session-id <id>', 'choose the session id (default: generated)')
+    .option('--id <commandId>', 'command id: resubmitting it returns the first outcome')
+    .action(async (o: Record<string, string | undefined>) => {
+      const base = o.config ? (readJsonFile(o.config, 'config file') as Record<string, unknown>) : {};
+      const cfg: Record<string, unknown> = { ...base };
+      if (o.kind) cfg.kind = o.kind;
+      if (o.strategy) cfg.strategy = { ...((base.strategy as object) ?? {}), id: o.strategy };
+      if (o.params) cfg.strategy = { ...((cfg.strategy as object) ?? {}), params: parseJsonOption(o.params, '--params') };
+      if (o.symbols) cfg.symbols = o.symbols.split(',').map((s) => s.trim()).filter(Boolean);
+      if (o.broker) cfg.brokerId = o.broker;
+      if (o.account) cfg.accountId = o.account;
+      if (o.mode) cfg.executionMode = o.mode;
+      if (o.risk) cfg.riskControls = parseJsonOption(o.risk, '--risk');
+      if (o.feed) cfg.feed = parseJsonOption(o.feed, '--feed');
+      if (o.sessionId) cfg.id = o.sessionId;
+      if (!cfg.kind) throw new UsageError('start needs --kind paper|live (or kind in --config)');
+      if (!cfg.strategy) throw new UsageError('start needs --strategy ID (or strategy in --config)');
+      if (!cfg.symbols) throw new UsageError('start needs --symbols A,B (or symbols in --config)');
+      await submit('start', cfg, { commandId: o.id });
+    });
+
+  for (const name of ['pause', 'resume'] as const) {
+    program
+      .command(`${name} <sessionId>`)
+      .description(`${name} a session`)
+      .option('--reason <text>', 'why (recorded in the history)')
+      .option('--id <commandId>', 'command id')
+      .action(async (sessionId: string, o: { reason?: string; id?: string }) => {
+        await submit(name, name === 'pause' && o.reason ? { sessionId, reason: o.reason } : { sessionId }, { commandId: o.id });
+      });
+  }
+
+  program
+    .command('stop <sessionId>')
+    .description('stop a session (final)')
+    .option('--reason <text>', 'why (recorded as stopReason)')
+    .option('--id <commandId>', 'command id')
+    .action(async (sessionId: string, o: { reason?: string; id?: string }) => {
+      await submit('stop', o.reason ? { sessionId, reason: o.reason } : { sessionId }, { commandId: o.id });
+    });
+
+  program
+    .command('kill-switch')
+    .description('stop every running or paused session')
+    .option('--live-only', 'only live sessions')
+    .option('--reason <text>', 'why')
+    .option('--id <commandId>', 'command id')
+    .action(async (o: { liveOnly?: boolean; reason?: string; id?: string }) => {
+      await submit('kill-switch', { liveOnly: Boolean(o.liveOnly), ...(o.reason ? { reason: o.reason } : {}) }, { commandId: o.id });
+    });
+
+  program
+    .command('show <sessionId>')
+    .description('show one session')
+    .action(async (sessionId: string) => submit('get-session', { sessionId }, {}));
+
+  program
+    .command('list')
+    .description('list sessions')
+    .option('--active', 'running and paused only')
+    .addOption(new Option('--status <status>').choices(['created', 'running', 'paused', 'stopped']))
+    .addOption(new Option('--kind <kind>').choices(['paper', 'live']))
+    .action(async (o: { active?: boolean; status?: string; kind?: string }) =>
+      submit('list-sessions', { activeOnly: Boolean(o.active), ...(o.status ? { status: o.status } : {}), ...(o.kind ? { kind: o.kind } : {}) }, {}),
+    );
+
+  const backtest = program.command('backtest').description('backtest results');
+  backtest
+    .command('record')
+    .description('store a backtest result (judged against the thresholds)')
+    .requiredOption('--strategy <id>', 'strategy id')
+    .requiredOption('--file <result.json>', 'JSON with {returnPct, maxDrawdownPct, sharpe, trades} (and optional params, dataRef)')
+    .option('--id <commandId>', 'command id')
+    .action(async (o: { strategy: string; file: string; id?: string }) => {
+      const r = readJsonFile(o.file, 'result file') as Record<string, unknown>;
+      const metrics = (r.metrics as Record<string, unknown>) ?? {
+        returnPct: r.returnPct,
+        maxDrawdownPct: r.maxDrawdownPct,
+        sharpe: r.sharpe,
+        trades: r.trades,
+      };
+      const data: Record<string, unknown> = { strategyId: o.strategy, metrics, dataRef: (r.dataRef as string) ?? o.file };
+      if (r.params) data.params = r.params;
+      await submit('record-backtest', data, { commandId: o.id });
+    });
+
+  return program;
+}
+
+/** Parses argv, runs the command, returns the exit status (0 ok, 1 rejected, 2 usage, 3 no daemon). */
+export async function run(argv: string[]): Promise<number> {
+  let client: CommandClient | undefined;
+  let json = false;
+  const program = buildProgram(async (name, data, opts) => {
+    const g = program.opts<GlobalOptions>();
+    json = Boolean(g.json);
+    const timeoutMs = Number(g.timeout);
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError('--timeout must be a positive integer (ms)');
+    client = new CommandClient({ redisUrl: g.redis, queueName: g.queue, prefix: g.prefix });
+    const result = await client.submit(name, data, { commandId: opts.commandId, timeoutMs });
+    print(result, json);
+  });
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`sessionctl: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    if (err instanceof CommandTimeoutError) {
+      process.stderr.write(`TIMEOUT: ${err.message}\n`);
+      return EXIT.TIMEOUT;
+    }
+    if (err instanceof SessiondError) {
+      if (json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } })}\n`);
+      process.stderr.write(`${err.code}: ${err.message}\n`);
+      return EXIT.REJECTED;
+    }
+    process.stderr.write(`sessionctl: ${(err as Error).message}\n`);
+    return EXIT.REJECTED;
+  } finally {
+    await client?.close();
+  }
+}
+
+process.exitCode = await run(process.argv.slice(2));

@@ -1,0 +1,163 @@
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { InspectionEvent } from 'xstate';
+import { CommandConsumer, type CommandHandler, type CommandOutcome } from '../commands/command-consumer.js';
+import { openDatabase, type Db } from '../persistence/database.js';
+import { SqliteBacktestRepository } from '../persistence/sqlite-backtest-repository.js';
+import { SqliteCommandLog, SqliteSessionStore } from '../persistence/sqlite-session-store.js';
+import { SessionManager, type TransitionNotice } from '../sessions/session-manager.js';
+import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from '../sessions/ports.js';
+import { RecordingRunner } from '../runners/recording-runner.js';
+import type { Config } from './config.js';
+import { ensureRedis, type EnsuredRedis } from './redis-server.js';
+import { redactUrl } from './config.js';
+
+/** What the trading side (runners, brokers, strategies) contributes to the daemon. */
+export interface TradingWiring {
+  runner: SessionRunnerPort;
+  brokers: BrokerDirectory;
+  strategies?: StrategyDirectory;
+  performance: PerformanceSource;
+  handlers?: Record<string, CommandHandler>;
+  /** Called once the manager exists (runners report failures back to it). */
+  attach?(manager: SessionManager): void;
+  close?(): Promise<void>;
+}
+
+export interface DaemonHooks {
+  /** Builds the trading side; without it the daemon runs the RecordingRunner. */
+  trading?: (ctx: { config: Readonly<Config>; db: Db; logger: Logger; store: SqliteSessionStore }) => Promise<TradingWiring>;
+  onTransition?: (n: TransitionNotice) => void;
+  onOutcome?: (o: CommandOutcome) => void;
+  onWrite?: (ms: number) => void;
+  inspect?: (event: InspectionEvent) => void;
+}
+
+export interface Daemon {
+  config: Readonly<Config>;
+  db: Db;
+  store: SqliteSessionStore;
+  manager: SessionManager;
+  consumer: CommandConsumer;
+  redis: Redis;
+  redisUrl: string;
+  recovered: number;
+  recoveryMs: number;
+  trading: TradingWiring;
+  /** Drains the queue worker, stops runners without changing any status, closes Redis and SQLite. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The paper broker always exists; live adapters register here when configured. */
+const PAPER_ONLY: BrokerDirectory = { has: (id) => id === 'paper' };
+
+/** Opens SQLite, recovers every session, then consumes commands. Resolves when ready. */
+export async function startDaemon(config: Readonly<Config>, logger: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
+  const db = openDatabase(config.database.file, { synchronous: config.database.synchronous });
+  const store = new SqliteSessionStore(db);
+  let ensured: EnsuredRedis | undefined;
+  let redis: Redis | undefined;
+  let trading: TradingWiring | undefined;
+  try {
+    ensured = await ensureRedis(config.redis.url, { embedded: config.redis.embedded, dir: config.redis.embeddedDir });
+    if (ensured.embedded) logger.info({ redisUrl: ensured.url, dir: config.redis.embeddedDir }, 'started a private redis-server');
+    redis = new Redis(ensured.url, { maxRetriesPerRequest: null });
+    redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+    void warnOnEviction(redis, logger);
+
+    trading = hooks.trading
+      ? await hooks.trading({ config, db, logger, store })
+      : { runner: new RecordingRunner(), brokers: PAPER_ONLY, performance: { performanceOf: () => ({ returnPct: 0, maxDrawdownPct: 0, trades: 0 }) } };
+    // ^ Without a trading hook no order is ever placed, so a zero return and drawdown is the truth, not a default.
+    const manager = new SessionManager({
+      store,
+      commands: new SqliteCommandLog(store),
+      backtests: new SqliteBacktestRepository(db),
+      brokers: trading.brokers,
+      strategies: trading.strategies,
+      runner: trading.runner,
+      performance: trading.performance,
+      thresholds: config.prerequisites,
+      onTransition: hooks.onTransition,
+      onWrite: hooks.onWrite,
+      inspect: hooks.inspect,
+    });
+    trading.attach?.(manager);
+    const { recovered, ms } = await manager.recover();
+    logger.info({ recovered, ms: Number(ms.toFixed(1)) }, 'sessions recovered');
+
+    const consumer = new CommandConsumer(manager, {
+      connection: redis,
+      queueName: config.queue.name,
+      prefix: config.queue.prefix,
+      concurrency: config.queue.concurrency,
+      lockDuration: config.queue.lockDurationMs,
+      stalledInterval: config.queue.stalledIntervalMs,
+      handlers: trading.handlers,
+      logger,
+      onOutcome: hooks.onOutcome,
+    });
+    await consumer.start();
+    logger.info({ queue: config.queue.name, prefix: config.queue.prefix, redisUrl: redactUrl(ensured.url) }, 'consuming commands');
+
+    let closing: Promise<void> | undefined;
+    const r = redis;
+    const t = trading;
+    const e = ensured;
+    return {
+      config,
+      db,
+      store,
+      manager,
+      consumer,
+      redis: r,
+      redisUrl: e.url,
+      recovered,
+      recoveryMs: ms,
+      trading: t,
+      close() {
+        closing ??= (async () => {
+          await withTimeout(consumer.close(), config.shutdown.drainTimeoutMs, () => logger.warn('queue drain timed out'));
+          await manager.close();
+          await t.close?.();
+          r.disconnect();
+          await e.embedded?.stop();
+          db.close();
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await trading?.close?.().catch(() => undefined);
+    redis?.disconnect();
+    await ensured?.embedded?.stop();
+    db.close();
+    throw err;
+  }
+}
+
+async function warnOnEviction(redis: Redis, logger: Logger): Promise<void> {
+  try {
+    const res = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    const policy = res[1];
+    if (policy && policy !== 'noeviction') {
+      logger.warn({ policy }, 'Redis maxmemory-policy is not noeviction: BullMQ may lose queued commands under memory pressure');
+    }
+  } catch {
+    // CONFIG may be disabled (managed Redis); nothing to check then.
+  }
+}
+
+async function withTimeout(p: Promise<void>, ms: number, onTimeout: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p,
+    new Promise<void>((res) => {
+      timer = setTimeout(() => {
+        onTimeout();
+        res();
+      }, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
