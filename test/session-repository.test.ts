@@ -1,0 +1,133 @@
+import test from 'ava';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import type { Session } from '../src/domain/session.js';
+import { openDatabase, schemaVersion } from '../src/persistence/database.js';
+import { MIGRATIONS } from '../src/persistence/migrations/index.js';
+import { SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
+import { SqliteLiveTradingSessionRepository, SqlitePaperTradingSessionRepository } from '../src/persistence/sqlite-session-repositories.js';
+import { tempDir } from './helpers/daemon.js';
+
+function session(id: string, status: Session['status'], extra: Partial<Session> = {}): Session {
+  return {
+    id,
+    kind: 'paper',
+    status,
+    strategy: { id: 'sma-crossover', name: 'SMA', params: { fast: 5, slow: 20 } },
+    brokerId: 'paper',
+    accountId: 'acct-1',
+    symbols: ['AAPL', 'MSFT'],
+    executionMode: 'confirm',
+    riskControls: { maxOrderQty: 10, maxDailyLoss: 500 },
+    feed: { type: 'synthetic', seed: 7, intervalMs: 1000 },
+    flattenOnStop: true,
+    positions: { AAPL: { qty: 5, avgPrice: 101.5 } },
+    stopReason: status === 'stopped' ? 'operator' : undefined,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    startedAt: status === 'created' ? undefined : '2026-01-01T00:00:01.000Z',
+    stoppedAt: status === 'stopped' ? '2026-01-01T00:00:02.000Z' : undefined,
+    updatedAt: '2026-01-01T00:00:02.000Z',
+    ...extra,
+  };
+}
+
+function open() {
+  const file = join(tempDir(), 'repo.db');
+  const db = openDatabase(file);
+  const store = new SqliteSessionStore(db);
+  return { file, db, store, paper: new SqlitePaperTradingSessionRepository(store), live: new SqliteLiveTradingSessionRepository(store) };
+}
+
+test('save persists a session and getById returns it with all fields', async (t) => {
+  const { db, paper, file } = open();
+  const s = session('abc-123', 'running');
+  await paper.save(s);
+  db.close();
+  // A fresh connection: the row really is on disk.
+  const again = new SqlitePaperTradingSessionRepository(new SqliteSessionStore(openDatabase(file)));
+  const loaded = await again.getById('abc-123');
+  const { stopReason: _r, stoppedAt: _s, ...expected } = s;
+  t.deepEqual(loaded, expected as Session);
+  t.deepEqual(loaded?.positions, { AAPL: { qty: 5, avgPrice: 101.5 } });
+  t.deepEqual(loaded?.feed, { type: 'synthetic', seed: 7, intervalMs: 1000 });
+  t.is(await again.getById('missing'), null);
+});
+
+test('getActive returns only the running sessions of two running and one stopped', async (t) => {
+  const { paper } = open();
+  await paper.save(session('r1', 'running'));
+  await paper.save(session('r2', 'running'));
+  await paper.save(session('s1', 'stopped'));
+  t.deepEqual((await paper.getActive()).map((s) => s.id).sort(), ['r1', 'r2']);
+  t.is((await paper.getAll()).length, 3);
+});
+
+test('getActive includes paused sessions and excludes created ones', async (t) => {
+  const { paper } = open();
+  await paper.save(session('p', 'paused'));
+  await paper.save(session('c', 'created'));
+  t.deepEqual((await paper.getActive()).map((s) => s.id), ['p']);
+});
+
+test('delete removes a stopped session from the database', async (t) => {
+  const { paper, db } = open();
+  await paper.save(session('gone', 'stopped'));
+  t.true(await paper.delete('gone'));
+  t.is(await paper.getById('gone'), null);
+  t.is((db.prepare('SELECT COUNT(*) AS n FROM sessions').get() as { n: number }).n, 0);
+  t.false(await paper.delete('gone'));
+});
+
+test('paper and live repositories each see only their own kind', async (t) => {
+  const { paper, live } = open();
+  await paper.save(session('p1', 'running'));
+  await live.save(session('l1', 'running', { kind: 'live' }));
+  t.deepEqual((await paper.getAll()).map((s) => s.id), ['p1']);
+  t.deepEqual((await live.getAll()).map((s) => s.id), ['l1']);
+  t.is(await paper.getById('l1'), null);
+  t.false(await paper.delete('l1'));
+  await t.throwsAsync(paper.save(session('l2', 'running', { kind: 'live' })), { message: /holds paper sessions/ });
+});
+
+test('migrations set user_version and are not re-run', (t) => {
+  const file = join(tempDir(), 'm.db');
+  const db = openDatabase(file);
+  t.is(schemaVersion(db), Math.max(...MIGRATIONS.map((m) => m.version)));
+  db.close();
+  const again = openDatabase(file); // would throw "table sessions already exists" if re-run
+  t.is(schemaVersion(again), Math.max(...MIGRATIONS.map((m) => m.version)));
+  t.is(again.pragma('journal_mode', { simple: true }), 'wal');
+});
+
+test('a failing commit leaves neither the session row, the history row nor the command record', (t) => {
+  const { store, db } = open();
+  const s = session('atomic', 'running');
+  store.commit({ session: s, snapshot: { value: 'running' }, transition: { sessionId: 'atomic', from: null, to: 'running', event: 'START', commandId: 'c1', source: 'command', at: s.updatedAt } });
+  // Same command id again: the history row's unique index refuses it, so the whole transaction rolls back.
+  const changed = { ...s, status: 'paused' as const };
+  t.throws(
+    () =>
+      store.commit({
+      session: changed,
+      snapshot: { value: 'paused' },
+      transition: { sessionId: 'atomic', from: 'running', to: 'paused', event: 'START', commandId: 'c1', source: 'command', at: s.updatedAt },
+      command: { id: 'c1', name: 'pause', outcome: 'ok', appliedAt: s.updatedAt },
+      }),
+    { any: true, message: /UNIQUE constraint failed/ },
+  );
+  t.is(store.get('atomic')!.session.status, 'running');
+  t.deepEqual(store.get('atomic')!.snapshot, { value: 'running' });
+  t.is(store.history('atomic').length, 1);
+  t.is((db.prepare('SELECT COUNT(*) AS n FROM commands').get() as { n: number }).n, 0);
+});
+
+test('a corrupt row is reported as INTERNAL naming the session, not silently defaulted', (t) => {
+  const { store, file } = open();
+  store.upsert(session('bad', 'running'));
+  const raw = new BetterSqlite3(file);
+  raw.prepare("UPDATE sessions SET symbols = '{not json' WHERE id = 'bad'").run();
+  raw.close();
+  const err = t.throws(() => store.get('bad'));
+  t.is((err as { code?: string }).code, 'INTERNAL');
+  t.regex(err!.message, /symbols of bad/);
+});
