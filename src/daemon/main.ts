@@ -1,12 +1,25 @@
-import { ConfigError, loadConfig } from './config.js';
+import type { Logger } from 'pino';
+import { sessionMachine } from '../../machines/session.machine.js';
+import { EventBus } from '../http/event-bus.js';
+import { readiness, redisCheck, sqliteCheck } from '../http/health.js';
+import { describeMachine } from '../http/machine-definition.js';
+import { Metrics, sessionCountsFrom } from '../http/metrics.js';
+import { createHttpServer, type HttpServer } from '../http/server.js';
+import { SqliteOrderRepository } from '../persistence/sqlite-order-repository.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { startDaemon, type Daemon } from './daemon.js';
+import { createInspectRelay, type InspectRelay } from './inspect.js';
 import { createLogger } from './logger.js';
-import { startDaemon } from './daemon.js';
-import { createTradingWiring } from './trading.js';
 import { RedisNotInstalledError } from './redis-server.js';
+import { SdNotify } from './sd-notify.js';
+import { createTradingWiring } from './trading.js';
 
-/** The `sessiond` process: config, logger, daemon, signals. Exit 0 on SIGTERM/SIGINT after draining. */
+/**
+ * The `sessiond` process: config, logger, metrics and live events, daemon (recovery, then commands), HTTP,
+ * then READY=1 to systemd. SIGTERM/SIGINT: STOPPING=1, close HTTP, drain the daemon, exit 0.
+ */
 export async function main(): Promise<void> {
-  let config;
+  let config: Readonly<Config>;
   try {
     config = loadConfig();
   } catch (err) {
@@ -17,10 +30,32 @@ export async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config.log.level);
-  let daemon;
+  const sd = new SdNotify({ logger });
+  // Created before the daemon so recovery and the first commands are already counted and streamed.
+  const metrics = new Metrics();
+  const bus = new EventBus();
+  const relay: InspectRelay | undefined = config.inspect.enabled ? createInspectRelay({ port: config.inspect.port, logger }) : undefined;
+
+  // Signals that arrive while recovering are held, then honoured once there is something to drain.
+  let pendingSignal: string | undefined;
+  let stop: (signal: string) => void = (signal) => (pendingSignal ??= signal);
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  let daemon: Daemon;
   try {
-    daemon = await startDaemon(config, logger, { trading: createTradingWiring });
+    daemon = await startDaemon(config, logger, {
+      trading: createTradingWiring,
+      onTransition: (n) => {
+        metrics.transition(n.transition);
+        bus.publish({ type: 'transition', session: n.session, transition: n.transition });
+      },
+      onOutcome: (o) => metrics.commandOutcome(o),
+      onWrite: (ms) => metrics.sqliteWrite(ms),
+      ...(relay ? { inspect: (e) => relay.inspect(e) } : {}),
+    });
   } catch (err) {
+    relay?.close();
     if (err instanceof RedisNotInstalledError) {
       process.stderr.write(`sessiond: ${err.message}\n`);
       process.exit(1);
@@ -28,13 +63,38 @@ export async function main(): Promise<void> {
     logger.fatal({ err }, 'start failed');
     process.exit(1);
   }
-  logger.info({ pid: process.pid }, 'ready');
+  const d = daemon;
+  metrics.setSources({ sessionCounts: sessionCountsFrom(d.db), queueDepth: () => d.consumer.depth() });
+
+  let http: HttpServer | undefined;
+  if (config.http.enabled) {
+    try {
+      http = await startHttp(d, config, logger, metrics, bus);
+    } catch (err) {
+      logger.fatal({ err, host: config.http.host, port: config.http.port }, 'http server failed to start');
+      await d.close().catch(() => undefined);
+      relay?.close();
+      process.exit(1);
+    }
+  }
+
+  // Only now: `systemctl start` returns and dependent units start once every session is back.
+  if (!pendingSignal) {
+    await sd.ready(`recovered ${d.recovered} sessions; consuming ${config.queue.name}`);
+    logger.info({ pid: process.pid, recovered: d.recovered, systemd: sd.enabled }, 'ready');
+  }
+
   let stopping = false;
-  const stop = (signal: string) => {
+  stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping: draining commands, stopping runners');
-    daemon.close().then(
+    (async () => {
+      await sd.stopping('draining commands');
+      await http?.close();
+      await d.close();
+      relay?.close();
+    })().then(
       () => {
         logger.info('stopped');
         process.exit(0);
@@ -45,8 +105,33 @@ export async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  if (pendingSignal) stop(pendingSignal);
+}
+
+async function startHttp(daemon: Daemon, config: Readonly<Config>, logger: Logger, metrics: Metrics, bus: EventBus): Promise<HttpServer> {
+  const orders = new SqliteOrderRepository(daemon.db);
+  const http = createHttpServer({
+    host: config.http.host,
+    port: config.http.port,
+    token: config.http.token,
+    logger,
+    metrics,
+    bus,
+    machine: describeMachine(sessionMachine),
+    sources: {
+      sessions: daemon.manager,
+      orders,
+      readiness: () =>
+        readiness({
+          recovery: () => ({ ok: true, detail: `${daemon.recovered} sessions in ${daemon.recoveryMs.toFixed(1)} ms` }),
+          redis: redisCheck(daemon.redis),
+          sqlite: sqliteCheck(daemon.db),
+        }),
+    },
+  });
+  const { host, port } = await http.listen();
+  logger.info({ host, port, auth: config.http.token ? 'bearer' : 'none' }, 'http listening');
+  return http;
 }
 
 await main();
