@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { SessiondError, type ErrorCode } from '../domain/errors.js';
@@ -109,13 +109,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   const app = Fastify({ logger: false, return503OnClosing: true });
 
-  app.addHook('onRequest', async (req, reply) => {
-    if (!tokenDigest) return;
-    const given = tokenOf(req);
-    if (given !== undefined && safeEqual(sha256(given), tokenDigest)) return;
+  const unauthorized = (req: FastifyRequest, reply: FastifyReply, digest: Buffer) => {
     // A browser cannot send a bearer header on navigation or EventSource: `/?token=` sets a cookie once.
     const q = req.query as Record<string, unknown> | undefined;
-    if (req.method === 'GET' && routePath(req) === '/' && typeof q?.token === 'string' && safeEqual(sha256(q.token), tokenDigest)) {
+    if (req.method === 'GET' && routePath(req) === '/' && typeof q?.token === 'string' && safeEqual(sha256(q.token), digest)) {
       void reply
         .header('set-cookie', `${TOKEN_COOKIE}=${encodeURIComponent(q.token)}; Path=/; HttpOnly; SameSite=Strict`)
         .redirect('/', 303);
@@ -123,7 +120,20 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     }
     void reply.code(401).header('www-authenticate', 'Bearer realm="sessiond"').send(errorBody('UNAUTHORIZED', 'a bearer token is required'));
     return reply;
+  };
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (tokenDigest) {
+      const given = tokenOf(req);
+      if (given === undefined || !safeEqual(sha256(given), tokenDigest)) return unauthorized(req, reply, tokenDigest);
+    }
+    // Read-only: refused here, before any body is parsed, so the answer is always 405 whatever is sent.
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      void reply.code(405).header('allow', 'GET, HEAD').send(errorBody('METHOD_NOT_ALLOWED', `${req.method} is not allowed: the HTTP API is read-only`));
+      return reply;
+    }
   });
+
 
   app.addHook('onResponse', async (req, reply) => {
     logger?.debug({ method: req.method, url: routePath(req), status: reply.statusCode, ms: Number(reply.elapsedTime.toFixed(2)) }, 'http request');
@@ -143,16 +153,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${routePath(req)}`));
   });
-
-  // Read-only: every other method is refused explicitly rather than left to look like a missing page.
-  for (const url of ['/', '/*']) {
-    app.route({
-      method: ['POST', 'PUT', 'PATCH', 'DELETE'],
-      url,
-      handler: async (req, reply) =>
-        reply.code(405).header('allow', 'GET, HEAD').send(errorBody('METHOD_NOT_ALLOWED', `${req.method} is not allowed: the HTTP API is read-only`)),
-    });
-  }
 
   app.get('/healthz', async () => ({ status: 'ok', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) }));
 
