@@ -48,6 +48,7 @@ export class CommandClient {
   private readonly prefix: string;
   private events: Promise<QueueEvents> | undefined;
   private eventsInstance: QueueEvents | undefined;
+  private eventsConnection: Redis | undefined;
   private lastError: Error | undefined;
   private closing: Promise<void> | undefined;
 
@@ -77,8 +78,10 @@ export class CommandClient {
     this.events ??= (async () => {
       const stream = `${this.prefix}:${this.queueName}:events`;
       const last = (await this.connection.xrevrange(stream, '+', '-', 'COUNT', 1)) as [string, string[]][];
+      this.eventsConnection = this.connection.duplicate();
+      this.eventsConnection.on('error', (err: Error) => (this.lastError = err));
       const events = new QueueEvents(this.queueName, {
-        connection: this.connection.duplicate(),
+        connection: this.eventsConnection,
         prefix: this.prefix,
         lastEventId: last[0]?.[0] ?? '0-0',
       });
@@ -133,6 +136,8 @@ export class CommandClient {
       // Never wait on Redis here: closing must work when Redis is unreachable.
       const pending = [this.eventsInstance?.close(), this.queue.close()].map((p) => p?.catch(() => undefined));
       await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 1000).unref())]);
+      // BullMQ does not quit connections it was given.
+      this.eventsConnection?.disconnect();
       this.connection.disconnect();
     })();
     return this.closing;
