@@ -1,12 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import test from 'ava';
 import BetterSqlite3 from 'better-sqlite3';
 import { CommandClient } from '../src/commands/command-client.js';
-import { daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
+import { ROOT, daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis, type RedisServerHandle } from './helpers/redis.js';
 
 // Node cannot bind an AF_UNIX datagram socket, so systemd's side of NOTIFY_SOCKET is played by python3:
@@ -144,4 +144,31 @@ test('READY=1 reaches NOTIFY_SOCKET only after recovery; SIGTERM sends STOPPING=
   const after = readSessions(dbFile);
   t.deepEqual(after.statuses, before.statuses);
   t.is(after.transitions, before.transitions);
+});
+
+test('the unit is Type=notify with NotifyAccess=all, a StateDirectory, and a stop timeout longer than the drain', (t) => {
+  const unitFile = join(ROOT, 'config/sessiond.service');
+  const unit = readFileSync(unitFile, 'utf8');
+  const directives = new Map<string, string>();
+  for (const line of unit.split('\n')) {
+    const m = /^([A-Za-z]+)=(.*)$/.exec(line.trim());
+    if (m) directives.set(m[1]!, m[2]!);
+  }
+  t.is(directives.get('Type'), 'notify');
+  t.is(directives.get('NotifyAccess'), 'all');
+  t.is(directives.get('Restart'), 'on-failure');
+  t.is(directives.get('StateDirectory'), 'sessiond');
+  t.is(directives.get('User'), 'sessiond');
+  t.is(directives.get('Group'), 'sessiond');
+  t.is(directives.get('KillMode'), 'mixed');
+  t.truthy(directives.get('EnvironmentFile'));
+  const defaults = JSON.parse(readFileSync(join(ROOT, 'config/default.json'), 'utf8')) as { shutdown: { drainTimeoutMs: number } };
+  const stopSeconds = Number(/^(\d+)s?$/.exec(directives.get('TimeoutStopSec') ?? '')?.[1]);
+  t.true(stopSeconds * 1000 > defaults.shutdown.drainTimeoutMs, `TimeoutStopSec ${stopSeconds}s > drain ${defaults.shutdown.drainTimeoutMs} ms`);
+  if (existsSync('/usr/bin/systemd-analyze')) {
+    // systemd's own parser: unknown keys or bad values are reported on stderr.
+    const r = spawnSync('/usr/bin/systemd-analyze', ['verify', unitFile], { encoding: 'utf8' });
+    const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+    t.notRegex(out, /Unknown key|Invalid|Failed to parse|bad-setting/i, out);
+  }
 });
