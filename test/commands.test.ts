@@ -58,7 +58,7 @@ async function rig(concurrency = 8): Promise<Rig> {
 async function rejected(t: import('ava').ExecutionContext, p: Promise<unknown>, code: string, message?: string | RegExp) {
   const err = await t.throwsAsync(p);
   t.true(err instanceof SessiondError);
-  t.is((err as SessiondError).code, code);
+  t.is((err as SessiondError).code as string, code);
   if (typeof message === 'string') t.is(err!.message, message);
   else if (message) t.regex(err!.message, message);
 }

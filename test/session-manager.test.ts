@@ -7,7 +7,7 @@ import { buildManager, paperConfig } from './helpers/manager.js';
 async function rejection(t: import('ava').ExecutionContext, p: Promise<unknown>, code: string, message?: string | RegExp) {
   const err = await t.throwsAsync(p);
   t.true(err instanceof SessiondError, `expected a SessiondError, got ${String(err)}`);
-  t.is((err as SessiondError).code, code);
+  t.is((err as SessiondError).code as string, code);
   if (typeof message === 'string') t.is(err!.message, message);
   else if (message) t.regex(err!.message, message);
   return err as SessiondError;
@@ -124,7 +124,7 @@ for (const [title, setup, cmd, state] of refused) {
     const call = cmd === 'pause' ? m.manager.pauseSession('s') : cmd === 'resume' ? m.manager.resumeSession('s') : m.manager.stopSession('s');
     await rejection(t, call, 'INVALID_TRANSITION', `session s is ${state}; cannot ${cmd}`);
     t.is(m.manager.history('s').length, before, 'nothing was written');
-    t.is(m.manager.getSession('s').status, state);
+    t.is(m.manager.getSession('s').status as string, state);
     await m.close();
   });
 }

@@ -77,7 +77,7 @@ export class CommandConsumer {
     private readonly manager: SessionManager,
     options: CommandConsumerOptions,
   ) {
-    this.o = { ...DEFAULT_COMMAND_CONSUMER_OPTIONS, handlers: {}, ...options };
+    this.o = { ...DEFAULT_COMMAND_CONSUMER_OPTIONS, ...options, handlers: options.handlers ?? {} };
     if (!Number.isInteger(this.o.concurrency) || this.o.concurrency < 1) {
       throw new ValidationError('options.concurrency must be a positive integer');
     }
