@@ -54,6 +54,44 @@ export interface TaskProgressMessage {
   phase: 'load' | 'step';
 }
 
+/**
+ * Several sessions' steps in one pool task: per-task overhead (message round trip, scheduling) is paid once
+ * for the batch. Each step runs in its own try/catch, so a throw fails only its session.
+ */
+export interface EvaluateBatchTask {
+  taskId: number;
+  /**
+   * Shared with the main thread (not copied): the worker writes which step it is on and when that step
+   * started, so the pool times each step, not the batch, and names the culprit of a hang. See BATCH_CONTROL.
+   */
+  control: SharedArrayBuffer;
+  /** Epoch ms the control timestamps are relative to (int32 slots). */
+  base: number;
+  steps: BatchStep[];
+}
+
+/** One session's step inside a batch: an EvaluateTask without its own task id. */
+export type BatchStep = Omit<EvaluateTask, 'taskId'>;
+
+/** Per-step results, in the order of `steps`. */
+export interface EvaluateBatchResult {
+  results: EvaluateResult[];
+}
+
+/** Int32 slots of EvaluateBatchTask.control. */
+export const BATCH_CONTROL = Object.freeze({
+  /** One of BATCH_PHASE. */
+  phase: 0,
+  /** Index into `steps` of the step running now. */
+  index: 1,
+  /** When the current phase (load) or step started: epoch ms - base. */
+  startedAt: 2,
+  /** Slots in all. */
+  length: 3,
+});
+
+export const BATCH_PHASE = Object.freeze({ queued: 0, load: 1, step: 2, done: 3 });
+
 export function isTaskProgressMessage(value: unknown): value is TaskProgressMessage {
   return (
     typeof value === 'object' &&

@@ -7,7 +7,11 @@ import { StrategyNotFoundError, ValidationError } from '../domain/errors.js';
 import { resolveModulePaths } from '../strategies/catalog.js';
 import { describeNonJson, type JsonValue, type StrategyParams } from '../strategies/strategy-api.js';
 import {
+  BATCH_CONTROL,
+  BATCH_PHASE,
   isTaskProgressMessage,
+  type EvaluateBatchResult,
+  type EvaluateBatchTask,
   type EvaluateResult,
   type EvaluateTask,
   type StrategyWorkerData,
@@ -70,6 +74,9 @@ export interface EvaluateResponse {
   signals: Signal[];
 }
 
+/** One step's outcome in a batch: the step's result, or why that step (only) failed. */
+export type BatchStepOutcome = ({ ok: true } & EvaluateResponse) | { ok: false; error: Error };
+
 export interface StrategyPoolOptions {
   /**
    * Worker threads; fixed (min = max) so a replaced thread keeps the pool at size.
@@ -129,6 +136,13 @@ interface Pending {
   timedOut: { phase: TaskProgressMessage['phase']; ms: number } | undefined;
 }
 
+interface PendingBatch {
+  controller: AbortController;
+  control: Int32Array;
+  base: number;
+  timedOut: { phase: 'load' | 'step'; index: number; ms: number } | undefined;
+}
+
 /**
  * The compiled worker when it exists (dist), else the TypeScript source (dev, under tsx).
  * @internal
@@ -162,6 +176,9 @@ export class StrategyPool {
   #otherFailures = 0;
   #workerErrors = 0;
   #closing: Promise<void> | undefined;
+  readonly #batches = new Set<PendingBatch>();
+  #sweeper: NodeJS.Timeout | undefined;
+  readonly #sweepMs: number;
 
   constructor(options: StrategyPoolOptions = {}) {
     const opts = { ...DEFAULT_STRATEGY_POOL_OPTIONS, ...stripUndefined(options) };
@@ -179,6 +196,8 @@ export class StrategyPool {
     this.stepTimeoutMs = opts.stepTimeoutMs;
     this.loadTimeoutMs = opts.loadTimeoutMs;
     this.#onWorkerError = options.onWorkerError;
+    // Batches are timed by polling their control slots: a tenth of the timeout keeps detection within 10% late.
+    this.#sweepMs = Math.min(100, Math.max(5, Math.floor(Math.min(opts.stepTimeoutMs, opts.loadTimeoutMs) / 10)));
 
     const worker = strategyWorkerFile();
     const workerData: StrategyWorkerData = {
@@ -248,6 +267,56 @@ export class StrategyPool {
     throw this.#fail(resultError(request, result));
   }
 
+  /**
+   * Runs the steps of several sessions as ONE pool task (per-task overhead is paid once per batch) and
+   * returns one outcome per request, in order. Isolation is per step, as with `evaluate`:
+   * - a strategy that throws (or returns garbage) fails only its own step, inside the worker;
+   * - each step is timed on its own (`stepTimeoutMs`, run time only): the worker records which step it is
+   *   on in shared memory, so a hung step is named and failed as `timeout`, and its thread is replaced;
+   * - when the task fails as a whole (a thread exit, a hang, a value that cannot be cloned), every other
+   *   step of the batch is run again one per task, so only the culprit fails. Steps are pure functions of
+   *   (state, bars, params), so running one again is safe.
+   * Never rejects except with StrategyPoolClosedError.
+   */
+  async evaluateBatch(requests: readonly EvaluateRequest[]): Promise<BatchStepOutcome[]> {
+    if (this.#closing !== undefined) throw new StrategyPoolClosedError();
+    if (requests.length === 0) return [];
+    if (requests.length === 1) return [await this.#single(requests[0]!)];
+    const taskId = this.#nextTaskId++;
+    const control = new SharedArrayBuffer(BATCH_CONTROL.length * Int32Array.BYTES_PER_ELEMENT);
+    const pending: PendingBatch = { controller: new AbortController(), control: new Int32Array(control), base: Date.now(), timedOut: undefined };
+    const task: EvaluateBatchTask = {
+      taskId,
+      control,
+      base: pending.base,
+      steps: requests.map((r) => ({ sessionId: r.sessionId, strategyId: r.strategyId, params: r.params, state: r.state, bars: r.bars })),
+    };
+    this.#batches.add(pending);
+    this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepMs);
+    let result: EvaluateBatchResult;
+    try {
+      // One pool, two task shapes: `name` picks the worker's export.
+      const piscina = this.#piscina as unknown as Piscina<EvaluateBatchTask, EvaluateBatchResult>;
+      result = await piscina.run(task, { name: 'evaluateBatch', signal: pending.controller.signal });
+    } catch (err) {
+      if (this.#closing !== undefined) return requests.map(() => ({ ok: false, error: new StrategyPoolClosedError() }));
+      return this.#retrySingly(requests, pending);
+    } finally {
+      this.#batches.delete(pending);
+      if (this.#batches.size === 0 && this.#sweeper !== undefined) {
+        clearInterval(this.#sweeper);
+        this.#sweeper = undefined;
+      }
+    }
+    return result.results.map((r, i): BatchStepOutcome => {
+      if (r.ok) {
+        this.#completed++;
+        return { ok: true, state: r.state, signals: r.signals };
+      }
+      return { ok: false, error: this.#fail(resultError(requests[i]!, r)) };
+    });
+  }
+
   /** Counters and gauges for /metrics. */
   stats(): StrategyPoolStats {
     const failedSteps = this.#failedByKind.threw + this.#failedByKind.exited + this.#failedByKind.timeout;
@@ -266,9 +335,55 @@ export class StrategyPool {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       for (const pending of this.#pending.values()) if (pending.timer !== undefined) clearTimeout(pending.timer);
+      if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
       await this.#piscina.destroy();
     })();
     return this.#closing;
+  }
+
+  async #single(request: EvaluateRequest): Promise<BatchStepOutcome> {
+    try {
+      const r = await this.evaluate(request);
+      return { ok: true, state: r.state, signals: r.signals };
+    } catch (err) {
+      return { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
+    }
+  }
+
+  async #retrySingly(requests: readonly EvaluateRequest[], pending: PendingBatch): Promise<BatchStepOutcome[]> {
+    const hung = pending.timedOut?.phase === 'step' ? pending.timedOut : undefined;
+    return Promise.all(
+      requests.map((request, i): Promise<BatchStepOutcome> => {
+        if (hung !== undefined && hung.index === i) {
+          // The culprit is known: running it again would only hang another thread for as long.
+          const error = new StrategyStepError(
+            'timeout',
+            request.sessionId,
+            request.strategyId,
+            `strategy ${request.strategyId} (session ${request.sessionId}): step ran longer than ${hung.ms} ms; its thread was terminated`,
+          );
+          return Promise.resolve({ ok: false, error: this.#fail(error) });
+        }
+        return this.#single(request);
+      }),
+    );
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const b of this.#batches) {
+      if (b.timedOut !== undefined) continue;
+      const phase = Atomics.load(b.control, BATCH_CONTROL.phase);
+      if (phase !== BATCH_PHASE.load && phase !== BATCH_PHASE.step) continue;
+      const index = Atomics.load(b.control, BATCH_CONTROL.index);
+      const elapsed = now - b.base - Atomics.load(b.control, BATCH_CONTROL.startedAt);
+      const ms = phase === BATCH_PHASE.load ? this.loadTimeoutMs : this.stepTimeoutMs;
+      if (elapsed <= ms) continue;
+      b.timedOut = { phase: phase === BATCH_PHASE.load ? 'load' : 'step', index, ms };
+      // Piscina terminates the thread running an aborted task and starts a replacement.
+      b.controller.abort(new Error(`batch ${b.timedOut.phase} timed out after ${ms} ms`));
+    }
   }
 
   #onProgress(message: TaskProgressMessage): void {
