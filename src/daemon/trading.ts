@@ -1,12 +1,189 @@
-import type { DaemonHooks, TradingWiring } from './daemon.js';
+import { z } from 'zod';
+import { BrokerRegistry } from '../brokers/broker-registry.js';
+import { PaperBroker } from '../brokers/paper-broker.js';
+import type { CommandHandler } from '../commands/command-consumer.js';
+import { SessiondError, ValidationError, toSessiondError, type ErrorCode } from '../domain/errors.js';
+import type { StrategyRef } from '../domain/session.js';
+import type { Db } from '../persistence/database.js';
+import type { CommandLog } from '../persistence/ports.js';
+import { SqliteOrderRepository } from '../persistence/sqlite-order-repository.js';
+import { SqliteRunnerStateRepository } from '../persistence/sqlite-runner-state-repository.js';
+import { SqliteCommandLog, type SqliteSessionStore } from '../persistence/sqlite-session-store.js';
 import { RecordingRunner } from '../runners/recording-runner.js';
+import { RunnerService, type RunnerLogger, type RunnerServiceOptions } from '../runners/runner-service.js';
+import { StrategyPool } from '../runners/strategy-pool.js';
+import type { StrategyDirectory } from '../sessions/ports.js';
+import { zodIssues } from '../sessions/zod-issues.js';
+import { StrategyCatalog } from '../strategies/catalog.js';
+import type { Config } from './config.js';
+import type { DaemonHooks, TradingWiring } from './daemon.js';
+
+/** `approve-order` / `reject-order` job data. */
+export const OrderDecisionSchema = z
+  .object({
+    sessionId: z.string().min(1).max(128),
+    clientOrderId: z.string().min(1).max(512),
+    reason: z.string().max(1000).optional(),
+  })
+  .strict();
+export type OrderDecision = z.output<typeof OrderDecisionSchema>;
+
+/** Everything the trading side is made of, for callers that want the parts (tests, benchmarks, the backtest command). */
+export interface TradingServices {
+  catalog: StrategyCatalog;
+  pool: StrategyPool;
+  paper: PaperBroker;
+  brokers: BrokerRegistry;
+  orders: SqliteOrderRepository;
+  runnerStates: SqliteRunnerStateRepository;
+  runners: RunnerService;
+  strategies: StrategyDirectory;
+  /** Closes the runners, the pool and the broker (not the database). Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface CreateTradingServicesOptions {
+  db: Db;
+  store: Pick<SqliteSessionStore, 'get' | 'updatePositions'>;
+  config: Pick<Config, 'runners' | 'strategies' | 'paperBroker'>;
+  logger?: RunnerLogger | undefined;
+  /** Overrides of the runner service's options (tests, benchmarks). */
+  runnerOptions?: Partial<Omit<RunnerServiceOptions, 'sessions' | 'pool' | 'strategies' | 'brokers' | 'orders' | 'runnerStates'>>;
+}
 
 /**
- * Builds the trading side of the daemon (runners, brokers, strategies) from config.
- * Until runners land this is the RecordingRunner: sessions change state, nothing trades.
+ * Builds the strategy catalog (built-ins + config.strategies.modules), the shared StrategyPool
+ * (config.runners.poolSize threads), the paper broker, the repositories and the RunnerService.
+ * The caller attaches the SessionManager: `services.runners.attach(manager)`.
  */
-export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async (): Promise<TradingWiring> => ({
-  runner: new RecordingRunner(),
-  brokers: { has: (id) => id === 'paper' },
-  performance: { performanceOf: () => ({ returnPct: 0, maxDrawdownPct: 0, trades: 0 }) },
-});
+export async function createTradingServices(options: CreateTradingServicesOptions): Promise<TradingServices> {
+  const { db, store, config, logger } = options;
+  const catalog = new StrategyCatalog({ modulePaths: [...config.strategies.modules] });
+  await catalog.load();
+  const pool = new StrategyPool({
+    size: config.runners.poolSize,
+    stepTimeoutMs: config.runners.stepTimeoutMs,
+    modulePaths: [...config.strategies.modules],
+    onWorkerError: (err) => logger?.warn({ err: err.message }, 'strategy worker error outside a step'),
+  });
+  const paper = new PaperBroker(db, { ...config.paperBroker });
+  const brokers = new BrokerRegistry().register(paper);
+  const orders = new SqliteOrderRepository(db);
+  const runnerStates = new SqliteRunnerStateRepository(db);
+  const runners = new RunnerService({
+    sessions: store,
+    pool,
+    strategies: catalog,
+    brokers,
+    orders,
+    runnerStates,
+    maxRestarts: config.runners.maxRestarts,
+    restartBackoffMs: config.runners.restartBackoffMs,
+    approvalTtlMs: config.runners.approvalTtlMs,
+    initialEquity: config.paperBroker.initialCash,
+    logger,
+    ...options.runnerOptions,
+  });
+  let closing: Promise<void> | undefined;
+  return {
+    catalog,
+    pool,
+    paper,
+    brokers,
+    orders,
+    runnerStates,
+    runners,
+    strategies: strategyDirectory(catalog),
+    close() {
+      closing ??= (async () => {
+        await runners.close();
+        await pool.close();
+        await paper.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** The manager's StrategyDirectory over a catalog: known id, params validated with defaults applied. */
+export function strategyDirectory(catalog: StrategyCatalog): StrategyDirectory {
+  return {
+    resolve(ref: StrategyRef): StrategyRef {
+      const resolved = catalog.resolve(ref.id, ref.params);
+      return { id: resolved.id, name: ref.name ?? resolved.name, params: resolved.params };
+    },
+  };
+}
+
+/**
+ * `approve-order` and `reject-order` ({ sessionId, clientOrderId, reason? }): exactly once per command id
+ * (a redelivered job returns its first outcome from the command log). Success returns the order.
+ */
+export function orderCommandHandlers(runners: RunnerService, commands: CommandLog, now: () => Date = () => new Date()): Record<string, CommandHandler> {
+  const handler =
+    (name: string, apply: (d: OrderDecision) => Promise<unknown>): CommandHandler =>
+    async (data, { commandId }) => {
+      const prior = commands.get(commandId);
+      if (prior !== undefined) {
+        if (prior.outcome === 'ok') return prior.result;
+        throw new SessiondError((prior.errorCode ?? 'INTERNAL') as ErrorCode, prior.errorMessage ?? 'failed', prior.errorDetails);
+      }
+      const parsed = OrderDecisionSchema.safeParse(data);
+      const sessionId = parsed.success ? parsed.data.sessionId : undefined;
+      try {
+        if (!parsed.success) throw new ValidationError(`invalid ${name} job: ${zodIssues(parsed.error)}`);
+        const result = await apply(parsed.data);
+        commands.record({ id: commandId, name, sessionId, outcome: 'ok', result, appliedAt: now().toISOString() });
+        return result;
+      } catch (err) {
+        const e = toSessiondError(err);
+        if (commands.get(commandId) === undefined) {
+          commands.record({
+            id: commandId,
+            name,
+            sessionId,
+            outcome: 'error',
+            errorCode: e.code,
+            errorMessage: e.message,
+            errorDetails: e.details,
+            appliedAt: now().toISOString(),
+          });
+        }
+        throw e;
+      }
+    };
+  return {
+    'approve-order': handler('approve-order', (d) => runners.approveOrder(d.sessionId, d.clientOrderId)),
+    'reject-order': handler('reject-order', (d) => runners.rejectOrder(d.sessionId, d.clientOrderId, d.reason)),
+  };
+}
+
+/**
+ * Builds the trading side of the daemon from config: strategies, the worker pool, the paper broker and the
+ * runners. With `runners.enabled: false` sessions change state and nothing trades (RecordingRunner).
+ */
+export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({ config, db, logger, store }): Promise<TradingWiring> => {
+  if (!config.runners.enabled) {
+    logger.info('runners disabled (runners.enabled=false): sessions change state, nothing trades');
+    return {
+      runner: new RecordingRunner(),
+      brokers: { has: (id) => id === 'paper' },
+      // No runner ever places an order: a zero return and drawdown is the truth.
+      performance: { performanceOf: () => ({ returnPct: 0, maxDrawdownPct: 0, trades: 0 }) },
+    };
+  }
+  const services = await createTradingServices({ db, store, config, logger });
+  logger.info(
+    { poolSize: config.runners.poolSize, strategies: services.catalog.list().map((s) => s.id) },
+    'runners enabled',
+  );
+  return {
+    runner: services.runners,
+    brokers: services.brokers,
+    strategies: services.strategies,
+    performance: services.runners,
+    handlers: orderCommandHandlers(services.runners, new SqliteCommandLog(store)),
+    attach: (manager) => services.runners.attach(manager),
+    close: () => services.close(),
+  };
+};

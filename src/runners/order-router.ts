@@ -1,0 +1,333 @@
+import type { BrokerExecution } from '../brokers/broker.js';
+import { ErrorCode, RiskLimitError, SessiondError, ValidationError } from '../domain/errors.js';
+import type { Signal } from '../domain/market.js';
+import type { Fill, Order, OrderStatus } from '../domain/order.js';
+import { applyFill, applyFills, markPosition } from '../domain/pnl.js';
+import { checkOrderRisk } from '../domain/risk.js';
+import { OPEN_ORDER_STATUSES, type OrderRepository, type StoredOrder } from '../persistence/order-repository.js';
+import type { RunnerStateRepository } from '../persistence/runner-state-repository.js';
+import type { SessionRunner } from './session-runner.js';
+
+/** What the router reports for every order it records or places (metrics, benchmarks). */
+export interface OrderEvent {
+  sessionId: string;
+  clientOrderId: string;
+  status: OrderStatus;
+  /** Placed orders: ms from the moment the step's last bar was due to the broker's acknowledgement. */
+  latencyMs?: number | undefined;
+}
+
+export interface OrderRouterDeps {
+  orders: OrderRepository;
+  signals: Pick<RunnerStateRepository, 'addSignal'>;
+  /** Keeps `sessions.positions` current (SessionStore.updatePositions). */
+  updateSessionPositions(sessionId: string, positions: Record<string, unknown>, at: string): void;
+  approvalTtlMs: number;
+  now(): Date;
+  onOrder?: ((event: OrderEvent) => void) | undefined;
+}
+
+const UNACKED_OR_OPEN = ['new', 'accepted', 'partially_filled'] as const satisfies readonly OrderStatus[];
+
+/** `INVALID_TRANSITION: order <id> is <status>; cannot <command>`. */
+function orderTransitionError(clientOrderId: string, status: string, command: string): SessiondError {
+  return new SessiondError(ErrorCode.INVALID_TRANSITION, `order ${clientOrderId} is ${status}; cannot ${command}`, { clientOrderId, status });
+}
+
+/** The client order id of a signal: deterministic, so a step run again never places a second order. */
+export function clientOrderIdOf(sessionId: string, signalKey: string): string {
+  return `${sessionId}:${signalKey}`;
+}
+
+/**
+ * Turns a session's signals into orders, by execution mode, through its risk controls and broker, and keeps
+ * its book (orders, fills, positions) in SQLite. Every method runs inside the session's lock.
+ *
+ * Crash safety: an order is written as `new` BEFORE it is submitted; a `new` order found later (a step run
+ * again, a restore) is submitted again, which brokers take idempotently by clientOrderId. Fills are recorded
+ * once by id and positions move only for a fill recorded the first time.
+ * @internal
+ */
+export class OrderRouter {
+  constructor(private readonly d: OrderRouterDeps) {}
+
+  /** One signal of a committed step. */
+  async handleSignal(r: SessionRunner, signal: Signal, dueAt: number | undefined): Promise<void> {
+    const clientOrderId = clientOrderIdOf(r.id, signal.key);
+    const existing = this.d.orders.getByClientId(clientOrderId);
+    if (existing !== undefined) {
+      // Decided before (a step run again after a crash or failure): only an unacknowledged order needs work.
+      if (existing.status === 'new') await this.submit(r, existing, dueAt);
+      return;
+    }
+    const at = this.iso();
+    const refused = this.refusal(r, signal);
+    if (r.session.executionMode === 'signal-only') {
+      this.d.signals.addSignal({
+        sessionId: r.id,
+        key: signal.key,
+        symbol: signal.symbol,
+        side: signal.side,
+        qty: signal.qty,
+        type: signal.type,
+        limitPrice: signal.limitPrice,
+        refPrice: r.record.lastPrices[signal.symbol],
+        reason: signal.reason,
+        risk: refused,
+        barTime: r.record.lastBarTime,
+        createdAt: at,
+      });
+      return;
+    }
+    const order: StoredOrder = {
+      clientOrderId,
+      sessionId: r.id,
+      brokerId: r.session.brokerId,
+      accountId: r.session.accountId,
+      symbol: signal.symbol,
+      side: signal.side,
+      qty: signal.qty,
+      type: signal.type,
+      status: 'new',
+      filledQty: 0,
+      createdAt: at,
+      updatedAt: at,
+    };
+    if (signal.type === 'limit' && signal.limitPrice !== undefined) order.limitPrice = signal.limitPrice;
+    if (refused !== undefined) {
+      this.record({ ...order, status: 'rejected', reason: refused });
+      return;
+    }
+    if (r.session.executionMode === 'confirm') {
+      const expiresAt = new Date(this.d.now().getTime() + this.d.approvalTtlMs).toISOString();
+      this.record({ ...order, status: 'pending_approval', expiresAt });
+      return;
+    }
+    this.d.orders.save(order);
+    await this.submit(r, order, dueAt);
+  }
+
+  /**
+   * Why the session's controls refuse the signal (`RISK_LIMIT: ...`, or `VALIDATION_ERROR: ...` when it
+   * names a symbol the session does not trade), or undefined when it passes.
+   */
+  refusal(r: SessionRunner, signal: Pick<Signal, 'symbol' | 'side' | 'qty' | 'type' | 'limitPrice'>, excludeOpen = 0): string | undefined {
+    if (!r.session.symbols.includes(signal.symbol)) {
+      return `VALIDATION_ERROR: symbol ${signal.symbol} is not traded by session ${r.id} (${r.session.symbols.join(', ')})`;
+    }
+    const price = signal.type === 'limit' ? signal.limitPrice : r.record.lastPrices[signal.symbol];
+    if (price === undefined || !(price > 0)) return `VALIDATION_ERROR: no price for ${signal.symbol} yet`;
+    const result = checkOrderRisk(
+      { symbol: signal.symbol, side: signal.side, qty: signal.qty, price },
+      r.session.riskControls,
+      { positionQty: r.positionQty(signal.symbol), openOrders: this.d.orders.countOpen(r.id) - excludeOpen, dailyPnl: r.dailyPnl() },
+    );
+    return result.ok ? undefined : `RISK_LIMIT: ${result.reason}`;
+  }
+
+  /** Sends a `new` order (again: idempotent by clientOrderId) and records the broker's answer. */
+  async submit(r: SessionRunner, order: StoredOrder, dueAt?: number): Promise<StoredOrder> {
+    const ack = await r.broker.submit(order);
+    const updated = this.merge(order, ack.order, ack.brokerOrderId);
+    this.d.orders.save(updated);
+    if (ack.duplicate && ack.order.filledQty > 0) await this.syncFills(r, order.clientOrderId);
+    this.d.onOrder?.({
+      sessionId: r.id,
+      clientOrderId: order.clientOrderId,
+      status: updated.status,
+      latencyMs: dueAt === undefined ? undefined : Date.now() - dueAt,
+    });
+    return this.d.orders.getByClientId(order.clientOrderId) ?? updated;
+  }
+
+  /** Records fills the broker reported (a bar's executions): orders, fills and positions in one transaction. */
+  applyExecutions(r: SessionRunner, executions: readonly BrokerExecution[]): void {
+    if (executions.length === 0) return;
+    const at = this.iso();
+    let moved = false;
+    this.d.orders.transaction(() => {
+      for (const { order, fill } of executions) {
+        const stored = this.d.orders.getByClientId(order.clientOrderId);
+        if (stored === undefined || stored.sessionId !== r.id) continue;
+        if (this.addFill(r, fill)) moved = true;
+        this.d.orders.save(this.merge(stored, order, stored.brokerOrderId, at));
+      }
+      if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
+    });
+    if (moved) {
+      this.d.updateSessionPositions(r.id, r.openPositionsJson(), at);
+      r.updateEquity();
+    }
+  }
+
+  /** Cancels every open order of the session (pending approvals included); returns them as they end up. */
+  async cancelOpen(r: SessionRunner, reason: string): Promise<StoredOrder[]> {
+    const out: StoredOrder[] = [];
+    for (const o of this.d.orders.listBySession(r.id, { status: OPEN_ORDER_STATUSES })) {
+      if (o.status === 'pending_approval') {
+        out.push(this.record({ ...o, status: 'cancelled', reason, updatedAt: this.iso() }));
+        continue;
+      }
+      const atBroker = await r.broker.cancel(o.clientOrderId);
+      if (atBroker === undefined) {
+        // A `new` order that never reached the broker.
+        out.push(this.record({ ...o, status: 'cancelled', reason, updatedAt: this.iso() }));
+        continue;
+      }
+      if (atBroker.filledQty > o.filledQty) await this.syncFills(r, o.clientOrderId);
+      const current = this.d.orders.getByClientId(o.clientOrderId) ?? o;
+      const merged = this.merge(current, atBroker, current.brokerOrderId);
+      if (merged.status === 'cancelled') merged.reason = reason;
+      out.push(this.record(merged));
+    }
+    return out;
+  }
+
+  /**
+   * Market orders that bring every open position of the session to flat (flattenOnStop). They bypass the
+   * risk controls: an operator asked to get out. Ids are `${sessionId}:flatten:${symbol}`.
+   */
+  async flatten(r: SessionRunner): Promise<StoredOrder[]> {
+    const placed: StoredOrder[] = [];
+    for (const p of [...r.positions.values()]) {
+      if (p.qty === 0) continue;
+      const clientOrderId = clientOrderIdOf(r.id, `flatten:${p.symbol}`);
+      const existing = this.d.orders.getByClientId(clientOrderId);
+      if (existing !== undefined && existing.status !== 'new') continue;
+      const at = this.iso();
+      const order: StoredOrder = existing ?? {
+        clientOrderId,
+        sessionId: r.id,
+        brokerId: r.session.brokerId,
+        accountId: r.session.accountId,
+        symbol: p.symbol,
+        side: p.qty > 0 ? 'sell' : 'buy',
+        qty: Math.abs(p.qty),
+        type: 'market',
+        status: 'new',
+        filledQty: 0,
+        createdAt: at,
+        updatedAt: at,
+      };
+      this.d.orders.save(order);
+      placed.push(await this.submit(r, order));
+    }
+    return placed;
+  }
+
+  /**
+   * After a restart: submits unacknowledged (`new`) orders again, brings open ones up to date with the
+   * broker (fills recorded by the broker but not by us), then rebuilds positions from the recorded fills.
+   */
+  async reconcile(r: SessionRunner): Promise<void> {
+    for (const o of this.d.orders.listBySession(r.id, { status: UNACKED_OR_OPEN })) {
+      if (o.status === 'new') {
+        await this.submit(r, o);
+        continue;
+      }
+      const atBroker = await r.broker.getOrder(o.clientOrderId);
+      if (atBroker === undefined) continue;
+      if (atBroker.filledQty > o.filledQty) await this.syncFills(r, o.clientOrderId);
+      if (atBroker.status !== o.status || atBroker.filledQty !== o.filledQty) {
+        const current = this.d.orders.getByClientId(o.clientOrderId) ?? o;
+        this.d.orders.save(this.merge(current, atBroker, current.brokerOrderId));
+      }
+    }
+    const positions = applyFills(this.d.orders.listFills(r.id)).map((p) => {
+      const last = r.record.lastPrices[p.symbol];
+      return last !== undefined && last > 0 ? markPosition(p, last) : p;
+    });
+    r.setPositions(positions);
+    const at = this.iso();
+    this.d.orders.savePositions(r.id, positions, at);
+    this.d.updateSessionPositions(r.id, r.openPositionsJson(), at);
+    r.updateEquity();
+  }
+
+  /**
+   * Confirm mode: sends a `pending_approval` order after checking the risk controls again (exposure may have
+   * changed since the signal). Approving an order already approved returns it as it is.
+   * @throws VALIDATION_ERROR unknown order; INVALID_TRANSITION not pending (expired, rejected, ...);
+   * RISK_LIMIT refused now (the order is recorded as rejected).
+   */
+  async approve(r: SessionRunner, clientOrderId: string): Promise<StoredOrder> {
+    const order = this.ownOrder(r.id, clientOrderId);
+    if (order.status !== 'pending_approval') {
+      if (order.status !== 'rejected' && order.status !== 'expired' && order.status !== 'cancelled' && this.wasPending(clientOrderId)) return order;
+      throw orderTransitionError(clientOrderId, order.status, 'approve-order');
+    }
+    if (order.expiresAt !== undefined && Date.parse(order.expiresAt) <= this.d.now().getTime()) {
+      this.d.orders.expirePendingApprovals(this.d.now());
+      throw orderTransitionError(clientOrderId, 'expired', 'approve-order');
+    }
+    const refused = this.refusal(r, order, 1);
+    if (refused !== undefined) {
+      this.record({ ...order, status: 'rejected', reason: refused, updatedAt: this.iso() });
+      throw new RiskLimitError(refused.replace(/^RISK_LIMIT: /, ''), { clientOrderId });
+    }
+    const sent: StoredOrder = { ...order, status: 'new', updatedAt: this.iso() };
+    delete sent.expiresAt;
+    this.d.orders.save(sent);
+    return this.submit(r, sent);
+  }
+
+  /** Confirm mode: records the operator's refusal. Rejecting an order already rejected by an operator returns it. */
+  reject(sessionId: string, clientOrderId: string, reason?: string): StoredOrder {
+    const order = this.ownOrder(sessionId, clientOrderId);
+    const text = `rejected by operator${reason ? `: ${reason}` : ''}`;
+    if (order.status === 'rejected' && order.reason?.startsWith('rejected by operator')) return order;
+    if (order.status !== 'pending_approval') throw orderTransitionError(clientOrderId, order.status, 'reject-order');
+    return this.record({ ...order, status: 'rejected', reason: text, updatedAt: this.iso() });
+  }
+
+  ownOrder(sessionId: string, clientOrderId: string): StoredOrder {
+    const order = this.d.orders.getByClientId(clientOrderId);
+    if (order === undefined || order.sessionId !== sessionId) {
+      throw new ValidationError(`order ${clientOrderId} of session ${sessionId} does not exist`);
+    }
+    return order;
+  }
+
+  /** Fills of one order the broker has and the book may not: recorded once, positions moved for new ones. */
+  private async syncFills(r: SessionRunner, clientOrderId: string): Promise<void> {
+    const fills = await r.broker.listFills({ clientOrderId });
+    const at = this.iso();
+    let moved = false;
+    this.d.orders.transaction(() => {
+      for (const f of fills) if (this.addFill(r, f)) moved = true;
+      if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
+    });
+    if (moved) {
+      this.d.updateSessionPositions(r.id, r.openPositionsJson(), at);
+      r.updateEquity();
+    }
+  }
+
+  private addFill(r: SessionRunner, fill: Fill): boolean {
+    if (!this.d.orders.addFill(fill)) return false;
+    r.positions.set(fill.symbol, applyFill(r.positions.get(fill.symbol), fill));
+    return true;
+  }
+
+  private wasPending(clientOrderId: string): boolean {
+    return this.d.orders.history(clientOrderId).some((h) => h.status === 'pending_approval');
+  }
+
+  private merge(stored: StoredOrder, atBroker: Order, brokerOrderId: string | undefined, at = this.iso()): StoredOrder {
+    const o: StoredOrder = { ...stored, status: atBroker.status, filledQty: atBroker.filledQty, updatedAt: at };
+    if (atBroker.avgFillPrice !== undefined) o.avgFillPrice = atBroker.avgFillPrice;
+    if (atBroker.reason !== undefined) o.reason = atBroker.reason;
+    if (brokerOrderId !== undefined) o.brokerOrderId = brokerOrderId;
+    return o;
+  }
+
+  private record(order: StoredOrder): StoredOrder {
+    this.d.orders.save(order);
+    this.d.onOrder?.({ sessionId: order.sessionId, clientOrderId: order.clientOrderId, status: order.status });
+    return order;
+  }
+
+  private iso(): string {
+    return this.d.now().toISOString();
+  }
+}
