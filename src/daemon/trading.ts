@@ -18,6 +18,13 @@ import { StrategyCatalog } from '../strategies/catalog.js';
 import type { Config } from './config.js';
 import type { DaemonHooks, TradingWiring } from './daemon.js';
 
+/** What the runners report to /metrics (src/http/metrics.ts Metrics fits); main.ts passes it in the trading context. */
+export interface RunnerMetrics {
+  runnerStep(sessionId?: string): void;
+  runnerFailure(kind: string): void;
+  setPoolStatsSource(fn: () => { utilization: number; threads: number; queueSize: number }): void;
+}
+
 /** `approve-order` / `reject-order` job data. */
 export const OrderDecisionSchema = z
   .object({
@@ -162,7 +169,10 @@ export function orderCommandHandlers(runners: RunnerService, commands: CommandLo
  * Builds the trading side of the daemon from config: strategies, the worker pool, the paper broker and the
  * runners. With `runners.enabled: false` sessions change state and nothing trades (RecordingRunner).
  */
-export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({ config, db, logger, store }): Promise<TradingWiring> => {
+export const createTradingWiring = async (
+  ctx: Parameters<NonNullable<DaemonHooks['trading']>>[0] & { metrics?: RunnerMetrics },
+): Promise<TradingWiring> => {
+  const { config, db, logger, store, metrics } = ctx;
   if (!config.runners.enabled) {
     logger.info('runners disabled (runners.enabled=false): sessions change state, nothing trades');
     return {
@@ -172,7 +182,16 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
       performance: { performanceOf: () => ({ returnPct: 0, maxDrawdownPct: 0, trades: 0 }) },
     };
   }
-  const services = await createTradingServices({ db, store, config, logger });
+  const services = await createTradingServices({
+    db,
+    store,
+    config,
+    logger,
+    runnerOptions: {
+      onStep: metrics === undefined ? undefined : (e) => (e.ok ? metrics.runnerStep(e.sessionId) : metrics.runnerFailure(e.failure ?? 'error')),
+    },
+  });
+  metrics?.setPoolStatsSource(() => services.pool.stats());
   logger.info(
     { poolSize: config.runners.poolSize, strategies: services.catalog.list().map((s) => s.id) },
     'runners enabled',

@@ -155,7 +155,7 @@ export class OrderRouter {
       if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
     });
     if (moved) {
-      this.d.updateSessionPositions(r.id, r.openPositionsJson(), at);
+      this.publishPositions(r, at);
       r.updateEquity();
     }
   }
@@ -240,7 +240,7 @@ export class OrderRouter {
     r.setPositions(positions);
     const at = this.iso();
     this.d.orders.savePositions(r.id, positions, at);
-    this.d.updateSessionPositions(r.id, r.openPositionsJson(), at);
+    this.publishPositions(r, at);
     r.updateEquity();
   }
 
@@ -298,9 +298,21 @@ export class OrderRouter {
       if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
     });
     if (moved) {
-      this.d.updateSessionPositions(r.id, r.openPositionsJson(), at);
+      this.publishPositions(r, at);
       r.updateEquity();
     }
+  }
+
+  /**
+   * Keeps `sessions.positions` current; only writes when it differs from `r.session.positions` (the write
+   * moves the session's updatedAt). Called with the session a lifecycle command just committed, it also
+   * repairs a commit that wrote an older copy of the positions.
+   */
+  publishPositions(r: SessionRunner, at: string): void {
+    const json = r.openPositionsJson();
+    if (JSON.stringify(json) === JSON.stringify(r.session.positions)) return;
+    this.d.updateSessionPositions(r.id, json, at);
+    r.session = { ...r.session, positions: json, updatedAt: at };
   }
 
   private addFill(r: SessionRunner, fill: Fill): boolean {

@@ -50,6 +50,8 @@ export interface RunnerLogger {
 export interface StepEvent {
   sessionId: string;
   ok: boolean;
+  /** A failed step: the StrategyStepError kind (threw, exited, timeout) or the error code. */
+  failure?: string | undefined;
   signals: number;
   /** Pool round trip of the batch the step was in. */
   poolMs: number;
@@ -207,7 +209,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     const r = this.runners.get(session.id);
     if (r === undefined) return;
     await r.lock(() => {
-      r.session = session;
+      this.adopt(r, session);
       if (r.status !== 'running' && r.status !== 'paused') return;
       this.halt(r, 'paused');
     });
@@ -223,7 +225,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     }
     const runner = r;
     await runner.lock(() => {
-      runner.session = session;
+      this.adopt(runner, session);
       runner.status = 'running';
       runner.epoch++;
       runner.inFlight = false;
@@ -248,7 +250,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     }
     const runner = r;
     await runner.lock(async () => {
-      runner.session = session;
+      this.adopt(runner, session);
       this.halt(runner, 'stopped');
       await this.router.cancelOpen(runner, `session stopped (${session.stopReason ?? 'stop'})`);
       if (session.flattenOnStop) {
@@ -425,6 +427,12 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     return new SessionRunner(session, rec, feed, broker, definition, params, barMs, config.barsPerStep ?? 1);
   }
 
+  /** The session as the manager just committed it; the positions stay the runner's. */
+  private adopt(r: SessionRunner, session: Session): void {
+    r.session = session;
+    this.router.publishPositions(r, session.updatedAt);
+  }
+
   private schedule(r: SessionRunner): void {
     if (this.closing !== undefined || r.status !== 'running' || r.feedExhausted) return;
     this.scheduler.schedule(r, Math.max(this.dueOf(r), r.retryAt));
@@ -499,12 +507,21 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     for (let i = 0; i < prepared.length; i++) {
       const p = prepared[i]!;
       const outcome = outcomes[i]!;
+      let failure = outcome.ok ? undefined : kindOf(outcome.error);
       try {
         await p.runner.lock(() => this.apply(p, outcome));
       } catch (err) {
+        failure = kindOf(err);
         await p.runner.lock(() => this.fail(p.runner, err));
       }
-      this.o.onStep?.({ sessionId: p.runner.id, ok: outcome.ok, signals: outcome.ok ? outcome.signals.length : 0, poolMs, batchSize: prepared.length });
+      this.o.onStep?.({
+        sessionId: p.runner.id,
+        ok: failure === undefined,
+        failure,
+        signals: outcome.ok ? outcome.signals.length : 0,
+        poolMs,
+        batchSize: prepared.length,
+      });
     }
     try {
       this.flush();
@@ -708,6 +725,13 @@ function wire(err: unknown): string {
     return typeof code === 'string' && code.length > 0 ? `${code}: ${err.message}` : `${ErrorCode.INTERNAL}: ${err.message}`;
   }
   return `${ErrorCode.INTERNAL}: ${String(err)}`;
+}
+
+function kindOf(err: unknown): string {
+  const e = err as { kind?: unknown; code?: unknown } | undefined;
+  if (typeof e?.kind === 'string') return e.kind;
+  if (typeof e?.code === 'string') return e.code;
+  return 'error';
 }
 
 function message(err: unknown): string {

@@ -93,11 +93,14 @@ export class SessionRunner implements Schedulable {
     return this.positions.get(symbol)?.qty ?? 0;
   }
 
-  /** Open positions by symbol: `sessions.positions`. */
-  openPositionsJson(): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    for (const p of this.positions.values()) {
-      if (p.qty !== 0) out[p.symbol] = { qty: p.qty, avgPrice: p.avgPrice, realizedPnl: p.realizedPnl, unrealizedPnl: p.unrealizedPnl, lastPrice: p.lastPrice };
+  /**
+   * Open positions by symbol, as `sessions.positions` keeps them: what fills change (qty, average price,
+   * realized PnL). Marks (last price, unrealized PnL) move every bar and live in the `positions` table.
+   */
+  openPositionsJson(): Record<string, { qty: number; avgPrice: number; realizedPnl: number }> {
+    const out: Record<string, { qty: number; avgPrice: number; realizedPnl: number }> = {};
+    for (const p of [...this.positions.values()].sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0))) {
+      if (p.qty !== 0) out[p.symbol] = { qty: p.qty, avgPrice: p.avgPrice, realizedPnl: p.realizedPnl };
     }
     return out;
   }
