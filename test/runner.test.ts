@@ -208,6 +208,21 @@ test('pause keeps open orders and places nothing; resume continues with the stra
   t.is(orders(id).length, n, 'nothing after stop');
 });
 
+// Serial: it stops every session of the shared rig (ava runs serial tests before the concurrent ones).
+test.serial('kill-switch stops every session and cancels their open orders', async (t) => {
+  const ids = ['kill-1', 'kill-2'];
+  for (const id of ids) await rig.manager.startSession(session(id, { every: 2, type: 'limit', limitPct: -50 }, { flattenOnStop: true }));
+  for (const id of ids) await until(`open orders of ${id}`, () => orders(id).some((o) => o.status === 'accepted'));
+  const views = await rig.manager.killSwitch({ reason: 'kill_switch' });
+  for (const id of ids) {
+    t.like(views.find((v) => v.id === id), { status: 'stopped', stopReason: 'kill_switch' });
+    const book = orders(id);
+    t.true(book.length > 0);
+    t.true(book.every((o) => o.status === 'cancelled' && o.reason === 'session stopped (kill_switch)'), JSON.stringify(book));
+    for (const o of book) t.is((await rig.services.paper.getOrder(o.clientOrderId))!.status, 'cancelled');
+  }
+});
+
 test('flattenOnStop closes every position on stop', async (t) => {
   const id = 'flatten-1';
   await rig.manager.startSession(session(id, { every: 2, qty: 3 }, { flattenOnStop: true, symbols: ['AAA', 'BBB'] }));

@@ -1,0 +1,154 @@
+import test from 'ava';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import type { Config } from '../src/daemon/config.js';
+import { createTradingServices, type TradingServices } from '../src/daemon/trading.js';
+import type { SessionConfigInput } from '../src/domain/session.js';
+import { openDatabase, type Db } from '../src/persistence/database.js';
+import { SqliteBacktestRepository } from '../src/persistence/sqlite-backtest-repository.js';
+import { SqliteCommandLog, SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
+import { SessionManager } from '../src/sessions/session-manager.js';
+import { tempDir } from './helpers/daemon.js';
+
+// Buys 1 at market every `every` steps (plain .mjs, written at run time).
+const STEADY = `
+export const strategy = {
+  id: 'test-steady',
+  name: 'Steady buyer',
+  paramsSchema: { safeParse: (v) => ({ success: true, data: { every: 2, ...(v ?? {}) } }) },
+  initialState: () => ({ steps: 0 }),
+  step(state, bars, p) {
+    const steps = state.steps + 1;
+    const last = bars[bars.length - 1];
+    const signals = last && steps % p.every === 0
+      ? [{ key: last.symbol + ':' + last.time, symbol: last.symbol, side: 'buy', qty: 1, type: 'market' }]
+      : [];
+    return { state: { steps }, signals };
+  },
+};
+`;
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/strategies/${name}`, import.meta.url));
+const RUNNERS: Config['runners'] = {
+  enabled: true,
+  poolSize: 2,
+  stepTimeoutMs: 400,
+  maxRestarts: 2,
+  restartBackoffMs: 50,
+  approvalTtlMs: 60_000,
+};
+
+let db: Db;
+let store: SqliteSessionStore;
+let services: TradingServices;
+let manager: SessionManager;
+
+test.before(async () => {
+  const dir = tempDir('sessiond-runner-failures-');
+  const steady = join(dir, 'steady.mjs');
+  writeFileSync(steady, STEADY);
+  db = openDatabase(join(dir, 'sessiond.db'));
+  store = new SqliteSessionStore(db);
+  services = await createTradingServices({
+    db,
+    store,
+    config: {
+      runners: RUNNERS,
+      strategies: { modules: [steady, fixture('throwing.ts'), fixture('exiting.ts'), fixture('hanging.ts')] },
+      paperBroker: { initialCash: 100_000, slippageBps: 0, commissionBps: 0, commissionPerOrder: 0 },
+    },
+  });
+  manager = new SessionManager({
+    store,
+    commands: new SqliteCommandLog(store),
+    backtests: new SqliteBacktestRepository(db),
+    brokers: services.brokers,
+    strategies: services.strategies,
+    runner: services.runners,
+    performance: services.runners,
+    thresholds: {
+      backtest: { minReturnPct: 0, maxDrawdownPct: 100, minSharpe: -100, minTrades: 0 },
+      paper: { minRunSeconds: 0, minReturnPct: -100, maxDrawdownPct: 100 },
+    },
+  });
+  services.runners.attach(manager);
+});
+
+test.after.always(async () => {
+  await manager?.close();
+  await services?.close();
+  db?.close();
+});
+
+function session(id: string, strategyId: string): SessionConfigInput {
+  return { id, kind: 'paper', strategy: { id: strategyId }, symbols: ['AAA'], feed: { type: 'synthetic', intervalMs: 10 } };
+}
+
+async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const progress = (id: string) => ({
+  steps: services.runnerStates.get(id)?.steps ?? 0,
+  orders: services.orders.listBySession(id).length,
+});
+
+const modes: [string, string, RegExp][] = [
+  ['throws', 'test-throwing', /^STRATEGY_FAILED: strategy test-throwing \(session faulty-throws\) threw: boom: strategy bug \(runner restarted 2 times\)$/],
+  ['exits its thread', 'test-exiting', /^STRATEGY_FAILED: strategy test-exiting \(session faulty-exits\): worker thread died during the step \(worker exited with code: 3\) \(runner restarted 2 times\)$/],
+  ['hangs past the step timeout', 'test-hanging', /^STRATEGY_FAILED: strategy test-hanging \(session faulty-hangs\): step ran longer than 400 ms; its thread was terminated \(runner restarted 2 times\)$/],
+];
+
+for (const [mode, strategyId, error] of modes) {
+  const tag = mode.split(' ')[0]!;
+  test(`a strategy that ${mode} is restarted with backoff, then stopped with runner_failed; its neighbour keeps trading`, async (t) => {
+    const healthy = `healthy-${tag}`;
+    const faulty = `faulty-${tag}`;
+    await manager.startSession(session(healthy, 'test-steady'));
+    await until('the neighbour trading', () => progress(healthy).orders >= 3);
+    const before = progress(healthy);
+
+    await manager.startSession(session(faulty, strategyId));
+    const stopped = await until('the faulty session stopped', () => {
+      const v = manager.getSession(faulty);
+      return v.status === 'stopped' ? v : undefined;
+    });
+    t.is(stopped.stopReason, 'runner_failed');
+    t.regex(stopped.error!, error);
+    const last = manager.history(faulty).at(-1)!;
+    t.like(last, { event: 'RUNNER_FAILED', to: 'stopped', source: 'runner' });
+    // One first attempt and two restarts.
+    t.is(services.runnerStates.get(faulty)!.failures, RUNNERS.maxRestarts + 1);
+
+    // The neighbour traded while the faulty one failed, and carries on after.
+    const during = progress(healthy);
+    t.true(during.steps > before.steps, `steps ${before.steps} -> ${during.steps}`);
+    t.true(during.orders > before.orders, `orders ${before.orders} -> ${during.orders}`);
+    await until('the neighbour still trading', () => progress(healthy).orders >= during.orders + 3);
+    t.is(manager.getSession(healthy).status, 'running');
+    t.is(services.runnerStates.get(healthy)!.failures, 0);
+    await manager.stopSession(healthy);
+  });
+}
+
+test('the pool counts each kind of failure and keeps its threads', async (t) => {
+  await until('all three failures', () => ['throws', 'exits', 'hangs'].every((tag) => store.get(`faulty-${tag}`)?.session.status === 'stopped'), 30_000);
+  const stats = services.pool.stats();
+  t.true(stats.failedByKind.threw >= 3);
+  t.true(stats.failedByKind.exited >= 3);
+  t.true(stats.failedByKind.timeout >= 3);
+  await until('threads replaced', () => services.pool.stats().threads === RUNNERS.poolSize);
+  t.pass();
+});
+
+test('an unknown strategy is refused at start with STRATEGY_NOT_FOUND', async (t) => {
+  const err = await t.throwsAsync(manager.startSession(session('unknown-1', 'no-such-strategy')));
+  t.like(err, { code: 'STRATEGY_NOT_FOUND', message: 'strategy no-such-strategy is not known' });
+});
