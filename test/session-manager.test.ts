@@ -69,6 +69,7 @@ function writeCreated(m: ReturnType<typeof buildManager>, id: string) {
   const at = new Date().toISOString();
   const actor = createActor(sessionMachine, { input: { sessionId: id, at } }).start();
   m.store.commit({
+    create: true,
     session: {
       id, kind: 'paper', status: 'created', strategy: { id: 'sma-crossover', name: 'sma-crossover' }, brokerId: 'paper',
       accountId: 'default', symbols: ['AAPL'], executionMode: 'auto', riskControls: {}, flattenOnStop: false, positions: {},

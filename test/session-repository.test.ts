@@ -102,7 +102,7 @@ test('migrations set user_version and are not re-run', (t) => {
 test('a failing commit leaves neither the session row, the history row nor the command record', (t) => {
   const { store, db } = open();
   const s = session('atomic', 'running');
-  store.commit({ session: s, snapshot: { value: 'running' }, transition: { sessionId: 'atomic', from: null, to: 'running', event: 'START', commandId: 'c1', source: 'command', at: s.updatedAt } });
+  store.commit({ create: true, session: s, snapshot: { value: 'running' }, transition: { sessionId: 'atomic', from: null, to: 'running', event: 'START', commandId: 'c1', source: 'command', at: s.updatedAt } });
   // Same command id again: the history row's unique index refuses it, so the whole transaction rolls back.
   const changed = { ...s, status: 'paused' as const };
   t.throws(

@@ -13,6 +13,13 @@ export interface CommandClientOptions {
   prefix?: string;
 }
 
+/** Options of every command job: one attempt (a rejection is final), results kept a day for late readers. */
+export const COMMAND_JOB_OPTIONS = {
+  attempts: 1,
+  removeOnComplete: { age: 24 * 3600, count: 100_000 },
+  removeOnFail: { age: 24 * 3600, count: 100_000 },
+} as const;
+
 /** No daemon finished the command in time. `removed` tells whether it was withdrawn unapplied. */
 export class CommandTimeoutError extends Error {
   readonly code = 'TIMEOUT';
@@ -105,12 +112,7 @@ export class CommandClient {
     const work = (async () => {
       // Listen before adding, so a fast daemon's `completed` event is not missed.
       const events = await this.listen();
-      const job = await this.queue.add(name, data ?? {}, {
-        jobId,
-        attempts: 1,
-        removeOnComplete: { age: 24 * 3600, count: 100_000 },
-        removeOnFail: { age: 24 * 3600, count: 100_000 },
-      });
+      const job = await this.queue.add(name, data ?? {}, { ...COMMAND_JOB_OPTIONS, jobId });
       added = true;
       return job.waitUntilFinished(events);
     })();

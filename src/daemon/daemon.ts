@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
 import { CommandConsumer, type CommandHandler, type CommandOutcome } from '../commands/command-consumer.js';
+import { startCheckpointer } from '../persistence/checkpointer.js';
 import { openDatabase, type Db } from '../persistence/database.js';
 import { SqliteBacktestRepository } from '../persistence/sqlite-backtest-repository.js';
 import { SqliteCommandLog, SqliteSessionStore } from '../persistence/sqlite-session-store.js';
@@ -55,6 +56,7 @@ const PAPER_ONLY: BrokerDirectory = { has: (id) => id === 'paper' };
 export async function startDaemon(config: Readonly<Config>, logger: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
   const db = openDatabase(config.database.file, { synchronous: config.database.synchronous });
   const store = new SqliteSessionStore(db);
+  const checkpointer = startCheckpointer(db);
   let ensured: EnsuredRedis | undefined;
   let redis: Redis | undefined;
   let trading: TradingWiring | undefined;
@@ -122,6 +124,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
           await t.close?.();
           r.disconnect();
           await e.embedded?.stop();
+          await checkpointer.close();
           db.close();
         })();
         return closing;
@@ -131,6 +134,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     await trading?.close?.().catch(() => undefined);
     redis?.disconnect();
     await ensured?.embedded?.stop();
+    await checkpointer.close();
     db.close();
     throw err;
   }

@@ -6,3 +6,4 @@ export * from './sqlite-backtest-repository.js';
 export * from './order-repository.js';
 export * from './sqlite-order-repository.js';
 export type { Migration } from './migrations/index.js';
+export * from './checkpointer.js';

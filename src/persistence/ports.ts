@@ -35,6 +35,8 @@ export interface StoredSession {
 }
 
 export interface SessionWrite {
+  /** True for a new session (full insert); otherwise only the lifecycle columns are updated. */
+  create?: boolean | undefined;
   session: Session;
   snapshot: unknown;
   transition: Omit<TransitionRecord, 'seq'>;
@@ -58,6 +60,8 @@ export interface SessionStore {
   listRecoverable(): StoredSession[];
   /** Session row + snapshot + history row (+ command record) in ONE transaction. */
   commit(write: SessionWrite): TransitionRecord;
+  /** Several writes in ONE transaction (group commit): all of them or none. */
+  commitBatch(writes: readonly SessionWrite[]): TransitionRecord[];
   /** Updates fields a runner owns (positions) without a transition. */
   updatePositions(id: string, positions: Record<string, unknown>, at: string): void;
   history(id: string): TransitionRecord[];

@@ -79,6 +79,7 @@ function parseSnapshot(row: SessionRow): unknown {
 export class SqliteSessionStore implements SessionStore {
   private readonly stmts: {
     upsert: Statement;
+    update: Statement;
     get: Statement<[string], SessionRow>;
     recoverable: Statement<[], SessionRow>;
     lastSeq: Statement<[string], { seq: number | null }>;
@@ -89,12 +90,19 @@ export class SqliteSessionStore implements SessionStore {
     getCommand: Statement<[string], CommandRow>;
     insertCommand: Statement;
     delete: Statement<[string]>;
+    deleteHistory: Statement<[string]>;
   };
   private readonly commitTx: (write: SessionWrite) => TransitionRecord;
+  private readonly lastSeq = new Map<string, number>();
+  private readonly deleteTx: (id: string) => boolean;
+  private readonly commitBatchTx: (writes: readonly SessionWrite[]) => TransitionRecord[];
 
   constructor(readonly db: Db) {
     this.stmts = {
       upsert: db.prepare(UPSERT_SESSION),
+      update: db.prepare(`UPDATE sessions SET status = @status, snapshot = @snapshot, positions = @positions,
+        stop_reason = @stop_reason, error = @error, started_at = @started_at, stopped_at = @stopped_at,
+        updated_at = @updated_at WHERE id = @id`),
       get: db.prepare('SELECT * FROM sessions WHERE id = ?'),
       recoverable: db.prepare("SELECT * FROM sessions WHERE status != 'stopped' ORDER BY created_at, id"),
       lastSeq: db.prepare('SELECT MAX(seq) AS seq FROM session_transitions WHERE session_id = ?'),
@@ -102,17 +110,21 @@ export class SqliteSessionStore implements SessionStore {
         (session_id, seq, from_state, to_state, event, command_id, source, reason, at)
         VALUES (@session_id, @seq, @from_state, @to_state, @event, @command_id, @source, @reason, @at)`),
       history: db.prepare('SELECT * FROM session_transitions WHERE session_id = ? ORDER BY seq'),
-      byCommand: db.prepare('SELECT DISTINCT session_id FROM session_transitions WHERE command_id = ? ORDER BY id'),
+      byCommand: db.prepare('SELECT session_id FROM session_transitions WHERE command_id = ? GROUP BY session_id ORDER BY MIN(at), session_id'),
       positions: db.prepare('UPDATE sessions SET positions = ?, updated_at = ? WHERE id = ?'),
       getCommand: db.prepare('SELECT * FROM commands WHERE id = ?'),
       insertCommand: db.prepare(`INSERT INTO commands
         (id, name, session_id, outcome, result, error_code, error_message, error_details, applied_at)
         VALUES (@id, @name, @session_id, @outcome, @result, @error_code, @error_message, @error_details, @applied_at)`),
       delete: db.prepare('DELETE FROM sessions WHERE id = ?'),
+      deleteHistory: db.prepare('DELETE FROM session_transitions WHERE session_id = ?'),
     };
-    this.commitTx = db.transaction((write: SessionWrite) => {
-      this.stmts.upsert.run(sessionToRow(write.session, write.snapshot));
-      const seq = (this.stmts.lastSeq.get(write.session.id)?.seq ?? 0) + 1;
+    const apply = (write: SessionWrite): TransitionRecord => {
+      const row = sessionToRow(write.session, write.snapshot);
+      if (write.create) this.stmts.upsert.run(row);
+      else if (this.stmts.update.run(row).changes !== 1) throw new InternalError(`session ${write.session.id} has no row to update`);
+      // Callers serialize writes per session, so the last seq can be cached; it is read once per session.
+      const seq = (this.lastSeq.get(write.session.id) ?? this.stmts.lastSeq.get(write.session.id)?.seq ?? 0) + 1;
       const t = write.transition;
       this.stmts.insertTransition.run({
         session_id: t.sessionId,
@@ -126,8 +138,27 @@ export class SqliteSessionStore implements SessionStore {
         at: t.at,
       });
       if (write.command) this.insertCommand(write.command);
+      pendingSeq.push([write.session.id, seq]);
       return { ...t, seq };
+    };
+    // Cached seqs become visible only when their transaction commits.
+    const pendingSeq: [string, number][] = [];
+    const committed = <A extends unknown[], R>(fn: (...a: A) => R) => (...a: A): R => {
+      pendingSeq.length = 0;
+      try {
+        const r = fn(...a);
+        for (const [id, seq] of pendingSeq) this.lastSeq.set(id, seq);
+        return r;
+      } finally {
+        pendingSeq.length = 0;
+      }
+    };
+    this.deleteTx = db.transaction((id: string) => {
+      this.stmts.deleteHistory.run(id);
+      return this.stmts.delete.run(id).changes > 0;
     });
+    this.commitTx = committed(db.transaction(apply));
+    this.commitBatchTx = committed(db.transaction((writes: readonly SessionWrite[]) => writes.map(apply)));
   }
 
   get(id: string): StoredSession | undefined {
@@ -163,6 +194,10 @@ export class SqliteSessionStore implements SessionStore {
     return this.commitTx(write);
   }
 
+  commitBatch(writes: readonly SessionWrite[]): TransitionRecord[] {
+    return this.commitBatchTx(writes);
+  }
+
   updatePositions(id: string, positions: Record<string, unknown>, at: string): void {
     this.stmts.positions.run(JSON.stringify(positions), at, id);
   }
@@ -175,9 +210,10 @@ export class SqliteSessionStore implements SessionStore {
     return this.stmts.byCommand.all(commandId).map((r) => r.session_id);
   }
 
-  /** Removes a session and (by cascade) its history. */
+  /** Removes a session and its history. */
   delete(id: string): boolean {
-    return this.stmts.delete.run(id).changes > 0;
+    this.lastSeq.delete(id);
+    return this.deleteTx(id);
   }
 
   /** Inserts or replaces a session row outside of a transition (the seed repositories' `save`). */

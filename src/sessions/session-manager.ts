@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createActor, transition, type Actor, type InspectionEvent } from 'xstate';
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { sessionMachine, type SessionEvent, type SessionMachine } from '../../machines/session.machine.js';
 import {
   BrokerNotFoundError,
@@ -37,6 +37,7 @@ import type {
   SessionStore,
   TransitionRecord,
 } from '../persistence/ports.js';
+import { GroupCommitter } from './group-committer.js';
 import { KeyedQueue } from './keyed-queue.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from './ports.js';
 import { zodIssues } from './zod-issues.js';
@@ -78,8 +79,8 @@ export interface SessionManagerOptions {
   now?: (() => Date) | undefined;
   /** Called after every committed transition (live view, metrics). */
   onTransition?: ((notice: TransitionNotice) => void) | undefined;
-  /** Milliseconds each write-ahead SQLite transaction took (metrics). */
-  onWrite?: ((ms: number) => void) | undefined;
+  /** Milliseconds each write-ahead SQLite transaction took, and how many commands it carried (metrics). */
+  onWrite?: ((ms: number, writes: number) => void) | undefined;
   /** XState inspection of every session actor (relay to a Stately inspector). */
   inspect?: ((event: InspectionEvent) => void) | undefined;
 }
@@ -95,6 +96,17 @@ export const RecordBacktestSchema = z
 export type RecordBacktestInput = z.input<typeof RecordBacktestSchema>;
 
 type SessionActor = Actor<SessionMachine>;
+
+/** A non-stopped session held in memory: its actor and its last committed row. */
+interface Entry {
+  actor: SessionActor;
+  session: Session;
+}
+
+/** Whether the command record was already written inside the transition's transaction. */
+interface Recorded {
+  done: boolean;
+}
 type CommandName = 'start' | 'pause' | 'resume' | 'stop';
 
 
@@ -108,13 +120,15 @@ type CommandName = 'start' | 'pause' | 'resume' | 'stop';
  * await manager.pauseSession(view.id);
  */
 export class SessionManager {
-  private readonly actors = new Map<string, SessionActor>();
+  private readonly entries = new Map<string, Entry>();
+  private readonly writer: GroupCommitter;
   private readonly queue = new KeyedQueue();
   private readonly now: () => Date;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly opts: SessionManagerOptions) {
     this.now = opts.now ?? (() => new Date());
+    this.writer = new GroupCommitter(opts.store, opts.onWrite);
   }
 
   /** Restores every non-stopped session from its snapshot and brings its runner to that state. */
@@ -127,7 +141,7 @@ export class SessionManager {
       if (state !== session.status) {
         throw new SessiondError('INTERNAL', `session ${session.id}: row says ${session.status} but its snapshot says ${state}`);
       }
-      this.actors.set(session.id, actor);
+      this.entries.set(session.id, { actor, session });
     }
     // Runners after every actor exists, so a runner failure during restore finds its session.
     for (const { session } of stored) {
@@ -143,10 +157,10 @@ export class SessionManager {
     const config = parsed.data;
     const id = config.id ?? (ctx.commandId ? `s-${ctx.commandId}` : randomUUID());
     return this.queue.run(id, () =>
-      this.once(ctx, 'start', id, async () => {
-        const existing = this.opts.store.get(id);
-        if (existing && existing.session.status !== 'created') {
-          throw new InvalidTransitionError(id, existing.session.status, 'start');
+      this.once(ctx, 'start', id, async (recorded) => {
+        const existing = this.entries.get(id)?.session ?? this.opts.store.get(id)?.session;
+        if (existing && existing.status !== 'created') {
+          throw new InvalidTransitionError(id, existing.status, 'start');
         }
         if (!existing) {
           const strategy = this.opts.strategies ? this.opts.strategies.resolve(config.strategy) : config.strategy;
@@ -174,14 +188,20 @@ export class SessionManager {
           };
           const actor = this.createSessionActor(id, at);
           // Persist `created` on its own: a crash before START leaves a created session that a redelivery starts.
-          this.opts.store.commit({
-            session,
-            snapshot: actor.getPersistedSnapshot(),
-            transition: { sessionId: id, from: null, to: 'created', event: 'CREATE', commandId: ctx.commandId, source: ctx.source ?? 'command', at },
-          });
-          this.actors.set(id, actor);
+          try {
+            await this.writer.write({
+              create: true,
+              session,
+              snapshot: actor.getPersistedSnapshot(),
+              transition: { sessionId: id, from: null, to: 'created', event: 'CREATE', commandId: ctx.commandId, source: ctx.source ?? 'command', at },
+            });
+          } catch (err) {
+            actor.stop();
+            throw err;
+          }
+          this.entries.set(id, { actor, session });
         }
-        return this.applyLocked(id, 'start', { type: 'START', at: this.now().toISOString() }, ctx);
+        return this.applyLocked(id, 'start', { type: 'START', at: this.now().toISOString() }, ctx, recorded);
       }),
     );
   }
@@ -206,15 +226,15 @@ export class SessionManager {
     const commandId = ctx.commandId ?? `kill-switch-${randomUUID()}`;
     const prior = this.opts.commands.get(commandId);
     if (prior) return replay(prior) as SessionView[];
-    const ids = new Set([...this.actors.keys(), ...this.queue.keys()]);
+    const ids = new Set([...this.entries.keys(), ...this.queue.keys()]);
     await Promise.all(
       [...ids].map((id) =>
         this.queue.run(id, async () => {
-          const current = this.opts.store.get(id)?.session;
+          const current = this.entries.get(id)?.session;
           if (!current || !isActive(current.status)) return;
           if (options.liveOnly && current.kind !== 'live') return;
           const stop: SessionEvent = { type: 'STOP', at: this.now().toISOString(), reason: options.reason ?? 'kill_switch' };
-          await this.applyLocked(id, 'stop', stop, { ...ctx, commandId }, false);
+          await this.applyLocked(id, 'stop', stop, { ...ctx, commandId }, { done: true });
         }),
       ),
     );
@@ -336,7 +356,7 @@ export class SessionManager {
 
   /** Number of actors held in memory (non-stopped sessions). */
   get actorCount(): number {
-    return this.actors.size;
+    return this.entries.size;
   }
 
   /** Waits for queued commands, then closes the runner without changing any session's status. */
@@ -344,53 +364,51 @@ export class SessionManager {
     this.closing ??= (async () => {
       await this.queue.idle();
       await this.opts.runner.close();
-      for (const actor of this.actors.values()) actor.stop();
-      this.actors.clear();
+      for (const { actor } of this.entries.values()) actor.stop();
+      this.entries.clear();
     })();
     return this.closing;
   }
 
   private command(id: string, name: Exclude<CommandName, 'start'>, reason: string | undefined, ctx: CommandContext): Promise<SessionView> {
     return this.queue.run(id, () =>
-      this.once(ctx, name, id, () => {
+      this.once(ctx, name, id, (recorded) => {
         const at = this.now().toISOString();
         const event: SessionEvent =
           name === 'pause' ? { type: 'PAUSE', at, ...(reason ? { reason } : {}) }
           : name === 'stop' ? { type: 'STOP', at, ...(reason ? { reason } : {}) }
           : { type: 'RESUME', at };
-        return this.applyLocked(id, name, event, ctx);
+        return this.applyLocked(id, name, event, ctx, recorded);
       }),
     );
   }
 
   private internal(id: string, event: SessionEvent, source: string): Promise<SessionView | undefined> {
     return this.queue.run(id, async () => {
-      const actor = this.actors.get(id);
-      if (!actor || !actor.getSnapshot().can(event)) return undefined;
-      return this.applyLocked(id, event.type.toLowerCase(), event, { source });
+      const entry = this.entries.get(id);
+      if (!entry || !entry.actor.getSnapshot().can(event)) return undefined;
+      return this.applyLocked(id, event.type.toLowerCase(), event, { source }, { done: true });
     });
   }
 
   /** Must run inside the session's queue slot. */
-  private async applyLocked(
-    id: string,
-    commandName: string,
-    event: SessionEvent,
-    ctx: CommandContext,
-    recordCommand = true,
-  ): Promise<SessionView> {
-    const stored = this.opts.store.get(id);
-    if (!stored) throw new SessionNotFoundError(id);
-    const actor = this.actors.get(id);
-    const snapshot = actor?.getSnapshot();
-    if (!actor || !snapshot || !snapshot.can(event)) {
+  private async applyLocked(id: string, commandName: string, event: SessionEvent, ctx: CommandContext, recorded: Recorded): Promise<SessionView> {
+    const entry = this.entries.get(id);
+    if (!entry) {
+      const stored = this.opts.store.get(id);
+      if (!stored) throw new SessionNotFoundError(id);
       throw new InvalidTransitionError(id, stored.session.status, commandName);
     }
-    const [next] = transition(sessionMachine, snapshot, event);
+    const before = entry.actor.getSnapshot();
+    if (!before.can(event)) throw new InvalidTransitionError(id, entry.session.status, commandName);
+    // The actor computes the next snapshot; nothing is acted on until it is committed, and a failed
+    // commit puts the actor back where it was.
+    entry.actor.send(event);
+    const next = entry.actor.getSnapshot();
     const to = String(next.value) as SessionStatus;
     const c = next.context;
     const session: Session = {
-      ...stored.session,
+      ...entry.session,
       status: to,
       startedAt: c.startedAt,
       stoppedAt: c.stoppedAt,
@@ -401,22 +419,29 @@ export class SessionManager {
     const view = toSessionView(session);
     const reason = 'reason' in event ? event.reason : 'error' in event ? event.error : undefined;
     const command: CommandRecord | undefined =
-      recordCommand && ctx.commandId
+      !recorded.done && ctx.commandId
         ? { id: ctx.commandId, name: commandName, sessionId: id, outcome: 'ok', result: view, appliedAt: c.updatedAt }
         : undefined;
-    const w0 = performance.now();
-    const record = this.opts.store.commit({
-      session,
-      snapshot: sessionMachine.getPersistedSnapshot(next),
-      transition: { sessionId: id, from: stored.session.status, to, event: event.type, commandId: ctx.commandId, source: ctx.source ?? 'command', reason, at: c.updatedAt },
-      command,
-    });
-    this.opts.onWrite?.(performance.now() - w0);
+    let record: TransitionRecord;
+    try {
+      record = await this.writer.write({
+        session,
+        snapshot: entry.actor.getPersistedSnapshot(),
+        transition: { sessionId: id, from: entry.session.status, to, event: event.type, commandId: ctx.commandId, source: ctx.source ?? 'command', reason, at: c.updatedAt },
+        command,
+      });
+    } catch (err) {
+      entry.actor.stop();
+      entry.actor = this.createSessionActor(id, entry.session.createdAt, sessionMachine.getPersistedSnapshot(before));
+      throw err;
+    }
+    if (command) recorded.done = true;
     // Written; now act.
-    actor.send(event);
     if (to === 'stopped') {
-      actor.stop();
-      this.actors.delete(id);
+      entry.actor.stop();
+      this.entries.delete(id);
+    } else {
+      entry.session = session;
     }
     this.opts.onTransition?.({ session: view, transition: record });
     const runner = this.opts.runner;
@@ -439,14 +464,15 @@ export class SessionManager {
   }
 
   /** Exactly-once: a command id already in the log returns its first outcome and changes nothing. */
-  private async once<T>(ctx: CommandContext, name: string, sessionId: string | undefined, fn: () => Promise<T>): Promise<T> {
+  private async once<T>(ctx: CommandContext, name: string, sessionId: string | undefined, fn: (recorded: Recorded) => Promise<T>): Promise<T> {
     if (ctx.commandId) {
       const prior = this.opts.commands.get(ctx.commandId);
       if (prior) return replay(prior) as T;
     }
+    const recorded: Recorded = { done: false };
     try {
-      const result = await fn();
-      if (ctx.commandId && !this.opts.commands.get(ctx.commandId)) {
+      const result = await fn(recorded);
+      if (ctx.commandId && !recorded.done) {
         this.opts.commands.record({ id: ctx.commandId, name, sessionId, outcome: 'ok', result, appliedAt: this.now().toISOString() });
       }
       return result;

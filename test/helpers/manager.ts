@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { startCheckpointer, type Checkpointer } from '../../src/persistence/checkpointer.js';
 import { openDatabase, type Db } from '../../src/persistence/database.js';
 import { SqliteBacktestRepository } from '../../src/persistence/sqlite-backtest-repository.js';
 import { SqliteCommandLog, SqliteSessionStore } from '../../src/persistence/sqlite-session-store.js';
@@ -23,10 +24,13 @@ export interface TestManager {
 }
 
 /** A SessionManager over a real SQLite file in a temp dir, with a RecordingRunner. */
-export function buildManager(opts: { file?: string; now?: () => Date; extra?: Partial<SessionManagerOptions> } = {}): TestManager {
+export function buildManager(
+  opts: { file?: string; now?: () => Date; extra?: Partial<SessionManagerOptions>; backgroundCheckpoints?: boolean } = {},
+): TestManager {
   const file = opts.file ?? join(tempDir(), 'sessiond.db');
   const db = openDatabase(file);
   const store = new SqliteSessionStore(db);
+  const checkpointer: Checkpointer | undefined = opts.backgroundCheckpoints ? startCheckpointer(db) : undefined;
   const runner = new RecordingRunner();
   const manager = new SessionManager({
     store,
@@ -51,6 +55,7 @@ export function buildManager(opts: { file?: string; now?: () => Date; extra?: Pa
     },
     async close() {
       await manager.close();
+      await checkpointer?.close();
       if (db.open) db.close();
     },
   };

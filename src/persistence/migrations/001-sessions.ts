@@ -27,12 +27,15 @@ export const migration001: Migration = {
         stopped_at      TEXT,
         updated_at      TEXT NOT NULL
       );
-      CREATE INDEX sessions_status ON sessions (status);
+      -- No index on status: it changes on every transition (an extra page per commit) and a scan of
+      -- even 10,000 rows is a millisecond. kind/strategy never change, so their index costs writes nothing.
       CREATE INDEX sessions_kind_strategy ON sessions (kind, strategy_id);
 
+      -- WITHOUT ROWID, keyed by (session, seq): one b-tree, the history of a session is contiguous.
       CREATE TABLE session_transitions (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        -- No FOREIGN KEY: it costs a parent lookup per insert; the store writes both in one transaction
+        -- and deletes the history with the session.
+        session_id  TEXT NOT NULL,
         seq         INTEGER NOT NULL,
         from_state  TEXT,
         to_state    TEXT NOT NULL,
@@ -41,8 +44,8 @@ export const migration001: Migration = {
         source      TEXT NOT NULL,
         reason      TEXT,
         at          TEXT NOT NULL,
-        UNIQUE (session_id, seq)
-      );
+        PRIMARY KEY (session_id, seq)
+      ) WITHOUT ROWID;
       CREATE UNIQUE INDEX session_transitions_command ON session_transitions (session_id, command_id, event)
         WHERE command_id IS NOT NULL;
 
@@ -56,8 +59,7 @@ export const migration001: Migration = {
         error_message TEXT,
         error_details TEXT,                        -- JSON
         applied_at    TEXT NOT NULL
-      );
-      CREATE INDEX commands_session ON commands (session_id);
+      ) WITHOUT ROWID;
 
       CREATE TABLE backtests (
         id          TEXT PRIMARY KEY,
