@@ -194,8 +194,9 @@ test.serial('/metrics is Prometheus text with every family, counting the command
   t.is(value('sessiond_commands_total{command="pause",outcome="error",code="INVALID_TRANSITION"}'), 1);
   t.is(value('sessiond_command_duration_seconds_count{command="start"}'), 3);
   t.is(value('sessiond_queue_jobs{state="waiting"}'), 0);
-  // One write-ahead transaction per transition a command applied: three starts, one pause, one stop.
-  t.is(value('sessiond_sqlite_write_duration_seconds_count'), 5);
+  // One write-ahead transaction per transition, sequential commands: three starts (create + start each),
+  // one pause, one stop.
+  t.is(value('sessiond_sqlite_write_duration_seconds_count'), 8);
   t.is(value('sessiond_transitions_total{from="running",to="paused",event="PAUSE"}'), 1);
 });
 

@@ -89,6 +89,9 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   SESSIOND_RUNNERS: { path: ['runners', 'enabled'], type: 'bool' },
   SESSIOND_POOL_SIZE: { path: ['runners', 'poolSize'], type: 'int' },
   SESSIOND_INSPECT: { path: ['inspect', 'enabled'], type: 'bool' },
+  SESSIOND_INSPECT_PORT: { path: ['inspect', 'port'], type: 'int' },
+  SESSIOND_REDIS_DIR: { path: ['redis', 'embeddedDir'], type: 'string' },
+  SESSIOND_DRAIN_TIMEOUT_MS: { path: ['shutdown', 'drainTimeoutMs'], type: 'int' },
 };
 
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));

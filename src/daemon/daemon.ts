@@ -13,6 +13,13 @@ import type { Config } from './config.js';
 import { ensureRedis, type EnsuredRedis } from './redis-server.js';
 import { redactUrl } from './config.js';
 
+/** What a runner reports to metrics (implemented by src/http/metrics.ts). */
+export interface RunnerMetrics {
+  runnerStep(sessionId?: string): void;
+  runnerFailure(kind: string): void;
+  setPoolStatsSource(fn: () => { utilization: number; threads: number; queueSize: number }): void;
+}
+
 /** What the trading side (runners, brokers, strategies) contributes to the daemon. */
 export interface TradingWiring {
   runner: SessionRunnerPort;
@@ -27,7 +34,7 @@ export interface TradingWiring {
 
 export interface DaemonHooks {
   /** Builds the trading side; without it the daemon runs the RecordingRunner. */
-  trading?: (ctx: { config: Readonly<Config>; db: Db; logger: Logger; store: SqliteSessionStore }) => Promise<TradingWiring>;
+  trading?: (ctx: { config: Readonly<Config>; db: Db; logger: Logger; store: SqliteSessionStore; metrics?: RunnerMetrics }) => Promise<TradingWiring>;
   onTransition?: (n: TransitionNotice) => void;
   onOutcome?: (o: CommandOutcome) => void;
   onWrite?: (ms: number) => void;

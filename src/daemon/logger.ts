@@ -1,23 +1,16 @@
 import { pino, type Logger, type DestinationStream } from 'pino';
 
 /** Paths pino replaces with [Redacted]: tokens, broker keys, passwords, wherever they appear. */
+const SECRET_KEYS = ['token', 'password', 'apiKey', 'apiSecret', 'secret', 'credentials', 'authorization', 'Authorization', 'redisPassword'];
+
+/** Paths pino replaces with [Redacted]: secrets at the top level and up to three levels deep. */
 export const REDACT_PATHS = [
-  'token',
-  '*.token',
-  'password',
-  '*.password',
-  'apiKey',
-  '*.apiKey',
-  'apiSecret',
-  '*.apiSecret',
-  'secret',
-  '*.secret',
-  'credentials',
-  '*.credentials',
-  'authorization',
-  '*.authorization',
+  ...SECRET_KEYS,
+  ...SECRET_KEYS.map((k) => `*.${k}`),
+  ...SECRET_KEYS.map((k) => `*.*.${k}`),
+  ...SECRET_KEYS.map((k) => `*.*.*.${k}`),
   'req.headers.authorization',
-  'config.http.token',
+  'req.headers.cookie',
 ];
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {

@@ -48,6 +48,8 @@ export function startCheckpointer(db: Db, options: CheckpointerOptions = {}): Ch
   return {
     close() {
       closing ??= new Promise<void>((resolve) => {
+        // Held again while closing: unref'd, the process could end before the worker's exit is seen.
+        worker.ref();
         worker.once('exit', () => resolve());
         worker.postMessage('close');
         setTimeout(() => void worker.terminate(), 2000).unref();
