@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CommandClient, CommandTimeoutError } from '../commands/command-client.js';
 import { SessiondError } from '../domain/errors.js';
@@ -163,6 +164,37 @@ export function buildProgram(submit: (name: string, data: unknown, opts: { comma
       if (r.params) data.params = r.params;
       await submit('record-backtest', data, { commandId: o.id });
     });
+
+  backtest
+    .command('run')
+    .description('run a strategy over CSV bars in the daemon (worker pool + paper broker) and record the result')
+    .requiredOption('--strategy <id>', 'strategy id')
+    .requiredOption('--data <file.csv>', 'bars: time,symbol,open,high,low,close,volume')
+    .option('--params <json>', 'strategy params as JSON')
+    .option('--symbols <list>', 'comma-separated symbols (default: every symbol in the file)')
+    .option('--risk <json>', 'risk controls as JSON')
+    .option('--id <commandId>', 'command id')
+    .action(async (o: { strategy: string; data: string; params?: string; symbols?: string; risk?: string; id?: string }) => {
+      const data: Record<string, unknown> = { strategyId: o.strategy, data: resolve(o.data) };
+      if (o.params) data.params = parseJsonOption(o.params, '--params');
+      if (o.symbols) data.symbols = o.symbols.split(',').map((s) => s.trim()).filter(Boolean);
+      if (o.risk) data.riskControls = parseJsonOption(o.risk, '--risk');
+      await submit('backtest', data, { commandId: o.id });
+    });
+
+  for (const [name, job] of [
+    ['approve', 'approve-order'],
+    ['reject', 'reject-order'],
+  ] as const) {
+    program
+      .command(`${name} <sessionId> <clientOrderId>`)
+      .description(`${name} an order held for approval (execution mode confirm)`)
+      .option('--reason <text>', 'why')
+      .option('--id <commandId>', 'command id')
+      .action(async (sessionId: string, clientOrderId: string, o: { reason?: string; id?: string }) => {
+        await submit(job, { sessionId, clientOrderId, ...(o.reason ? { reason: o.reason } : {}) }, { commandId: o.id });
+      });
+  }
 
   return program;
 }

@@ -8,6 +8,9 @@ export const COMMAND_NAMES = [
   'stop',
   'kill-switch',
   'record-backtest',
+  'backtest',
+  'approve-order',
+  'reject-order',
   'get-session',
   'list-sessions',
 ] as const;

@@ -1,0 +1,69 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { ValidationError } from '../domain/errors.js';
+import { RiskControlsSchema } from '../domain/session.js';
+import { createFeed } from '../market-data/feed.js';
+import { parseBarsCsv } from '../market-data/csv.js';
+import type { SessionManager } from '../sessions/session-manager.js';
+import { zodIssues } from '../sessions/zod-issues.js';
+import type { StrategyCatalog } from '../strategies/catalog.js';
+import { runBacktest, type BacktestRunOptions } from '../runners/backtest-runner.js';
+import type { CommandHandler } from './command-consumer.js';
+
+/** `backtest` job data: run a strategy over replay bars and record the result. */
+export const BacktestCommandSchema = z
+  .object({
+    strategyId: z.string().min(1).max(128),
+    /** Absolute path of a CSV (`time,symbol,open,high,low,close,volume`) readable by the daemon. */
+    data: z.string().min(1).refine(isAbsolute, 'must be an absolute path (sessionctl resolves it)'),
+    params: z.record(z.string(), z.unknown()).default({}),
+    /** Default: every symbol in the file. */
+    symbols: z.array(z.string().min(1)).min(1).optional(),
+    riskControls: RiskControlsSchema.default({}),
+  })
+  .strict();
+
+export interface BacktestCommandDeps {
+  manager: SessionManager;
+  catalog: StrategyCatalog;
+  /** The daemon's worker pool: the backtest's steps run isolated, like a session's. */
+  pool: BacktestRunOptions['pool'];
+  paperBroker?: BacktestRunOptions['paperBroker'];
+}
+
+/**
+ * The `backtest` command: runs the strategy over the file's bars as fast as possible, in the worker pool, with
+ * a paper broker, then records the result through the manager (judged against the thresholds; exactly once
+ * per command id: a redelivered job returns the recorded result without running again).
+ */
+export function createBacktestHandler(deps: BacktestCommandDeps): CommandHandler {
+  return async (data, { commandId }) => {
+    const parsed = BacktestCommandSchema.safeParse(data);
+    if (!parsed.success) throw new ValidationError(`invalid backtest job: ${zodIssues(parsed.error)}`);
+    const d = parsed.data;
+    const strategy = deps.catalog.get(d.strategyId);
+    let text: string;
+    try {
+      text = readFileSync(d.data, 'utf8');
+    } catch (err) {
+      throw new ValidationError(`backtest data ${d.data} cannot be read: ${(err as Error).message}`);
+    }
+    const symbols = d.symbols ?? [...new Set(parseBarsCsv(text, { source: d.data }).map((b) => b.symbol))];
+    const feed = createFeed({ type: 'replay', file: d.data }, symbols, { accelerated: true });
+    const run = await runBacktest({
+      strategy,
+      params: d.params,
+      feed,
+      pool: deps.pool,
+      paperBroker: deps.paperBroker,
+      riskControls: d.riskControls,
+      id: `backtest-${commandId}`,
+    });
+    const record = await deps.manager.recordBacktest(
+      { strategyId: d.strategyId, params: run.params, dataRef: run.dataRef, metrics: run.metrics },
+      { commandId, source: 'command' },
+    );
+    return { ...record, steps: run.steps, bars: run.bars, orders: run.orders.length, fills: run.fills.length };
+  };
+}
