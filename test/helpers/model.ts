@@ -1,3 +1,5 @@
+import { mulberry32 } from '../../src/market-data/synthetic-feed.js';
+
 /** An independent model of the lifecycle, to say what applying commands in order must produce. */
 export type Cmd = 'start' | 'pause' | 'resume' | 'stop';
 
@@ -23,17 +25,8 @@ export function expectedOutcomes(cmds: Cmd[]): string[] {
   });
 }
 
-/** A small seeded PRNG so a failing run can be replayed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (the synthetic feed's) so a failing run can be replayed. */
+export const rng = mulberry32;
 
 /** A random command sequence for one session: starts with start, mostly valid moves, some invalid ones. */
 export function randomCommands(next: () => number, length: number): Cmd[] {
