@@ -181,6 +181,8 @@ export class SqliteRunnerStateRepository implements RunnerStateRepository {
     signals: Statement<[string], SignalRow>;
   };
   private readonly saveManyTx: (records: readonly RunnerStateRecord[]) => void;
+  // Built once: better-sqlite3's transaction() wrapper is not free to build per call.
+  private readonly tx: (fn: () => unknown) => unknown;
 
   constructor(private readonly db: Db) {
     this.stmts = {
@@ -214,6 +216,7 @@ export class SqliteRunnerStateRepository implements RunnerStateRepository {
     this.saveManyTx = db.transaction((records: readonly RunnerStateRecord[]) => {
       for (const r of records) this.stmts.upsert.run(runnerStateToRow(r));
     });
+    this.tx = db.transaction((fn: () => unknown) => fn());
   }
 
   get(sessionId: string): RunnerStateRecord | undefined {
@@ -275,8 +278,9 @@ export class SqliteRunnerStateRepository implements RunnerStateRepository {
     return this.stmts.signals.all(sessionId).map(rowToSignal);
   }
 
+  /** Runs fn in one transaction (a savepoint inside another); any repository on the same database may write in it. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.tx(fn) as T;
   }
 }
 

@@ -1,4 +1,4 @@
-import type { BrokerExecution } from '../brokers/broker.js';
+import type { BrokerExecution, BrokerOrderAck } from '../brokers/broker.js';
 import { ErrorCode, RiskLimitError, SessiondError, ValidationError } from '../domain/errors.js';
 import type { Signal } from '../domain/market.js';
 import type { Fill, Order, OrderStatus } from '../domain/order.js';
@@ -51,15 +51,16 @@ export function clientOrderIdOf(sessionId: string, signalKey: string): string {
 export class OrderRouter {
   constructor(private readonly d: OrderRouterDeps) {}
 
-  /** One signal of a committed step. */
-  async handleSignal(r: SessionRunner, signal: Signal, dueAt: number | undefined): Promise<void> {
+  /**
+   * What to do with one signal of a step, synchronously (the runner calls it for a whole batch inside one
+   * transaction): records a refusal, a pending approval or a signal-only signal; for an order to send, writes
+   * it as `new` and returns it. A signal decided before (the step ran again) returns its order only while
+   * it is still unacknowledged (`new`).
+   */
+  decide(r: SessionRunner, signal: Signal): StoredOrder | undefined {
     const clientOrderId = clientOrderIdOf(r.id, signal.key);
     const existing = this.d.orders.getByClientId(clientOrderId);
-    if (existing !== undefined) {
-      // Decided before (a step run again after a crash or failure): only an unacknowledged order needs work.
-      if (existing.status === 'new') await this.submit(r, existing, dueAt);
-      return;
-    }
+    if (existing !== undefined) return existing.status === 'new' ? existing : undefined;
     const at = this.iso();
     const refused = this.refusal(r, signal);
     if (r.session.executionMode === 'signal-only') {
@@ -77,7 +78,7 @@ export class OrderRouter {
         barTime: r.record.lastBarTime,
         createdAt: at,
       });
-      return;
+      return undefined;
     }
     const order: StoredOrder = {
       clientOrderId,
@@ -96,15 +97,15 @@ export class OrderRouter {
     if (signal.type === 'limit' && signal.limitPrice !== undefined) order.limitPrice = signal.limitPrice;
     if (refused !== undefined) {
       this.record({ ...order, status: 'rejected', reason: refused });
-      return;
+      return undefined;
     }
     if (r.session.executionMode === 'confirm') {
       const expiresAt = new Date(this.d.now().getTime() + this.d.approvalTtlMs).toISOString();
       this.record({ ...order, status: 'pending_approval', expiresAt });
-      return;
+      return undefined;
     }
     this.d.orders.save(order);
-    await this.submit(r, order, dueAt);
+    return order;
   }
 
   /**
@@ -128,16 +129,25 @@ export class OrderRouter {
   /** Sends a `new` order (again: idempotent by clientOrderId) and records the broker's answer. */
   async submit(r: SessionRunner, order: StoredOrder, dueAt?: number): Promise<StoredOrder> {
     const ack = await r.broker.submit(order);
+    const updated = this.acknowledge(r, order, ack, dueAt);
+    if (ack.duplicate && ack.order.filledQty > 0) await this.syncFills(r, order.clientOrderId);
+    return this.d.orders.getByClientId(order.clientOrderId) ?? updated;
+  }
+
+  /**
+   * Records the broker's answer to a submit (synchronous). When the broker already had the order with
+   * fills (a resubmit after a crash), the caller follows up with `syncFills`.
+   */
+  acknowledge(r: SessionRunner, order: StoredOrder, ack: BrokerOrderAck, dueAt?: number): StoredOrder {
     const updated = this.merge(order, ack.order, ack.brokerOrderId);
     this.d.orders.save(updated);
-    if (ack.duplicate && ack.order.filledQty > 0) await this.syncFills(r, order.clientOrderId);
     this.d.onOrder?.({
       sessionId: r.id,
       clientOrderId: order.clientOrderId,
       status: updated.status,
       latencyMs: dueAt === undefined ? undefined : Date.now() - dueAt,
     });
-    return this.d.orders.getByClientId(order.clientOrderId) ?? updated;
+    return updated;
   }
 
   /** Records fills the broker reported (a bar's executions): orders, fills and positions in one transaction. */
@@ -289,7 +299,7 @@ export class OrderRouter {
   }
 
   /** Fills of one order the broker has and the book may not: recorded once, positions moved for new ones. */
-  private async syncFills(r: SessionRunner, clientOrderId: string): Promise<void> {
+  async syncFills(r: SessionRunner, clientOrderId: string): Promise<void> {
     const fills = await r.broker.listFills({ clientOrderId });
     const at = this.iso();
     let moved = false;

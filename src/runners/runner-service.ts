@@ -1,4 +1,4 @@
-import type { Broker } from '../brokers/broker.js';
+import type { Broker, BrokerExecution, BrokerOrderAck } from '../brokers/broker.js';
 import {
   ErrorCode,
   InvalidTransitionError,
@@ -8,6 +8,7 @@ import {
 } from '../domain/errors.js';
 import { countTrades, totalPnl } from '../domain/pnl.js';
 import { isDailyLossBreached } from '../domain/risk.js';
+import type { Bar } from '../domain/market.js';
 import type { FeedConfig, Session } from '../domain/session.js';
 import { createFeed, type Feed } from '../market-data/feed.js';
 import { fnv1a } from '../market-data/synthetic-feed.js';
@@ -73,6 +74,11 @@ export interface RunnerServiceOptions {
   approvalTtlMs?: number;
   /** Most sessions' steps in one pool task. @defaultValue 64 */
   maxBatchSize?: number;
+  /**
+   * Steps due within this window of the first are run together: bigger batches and fewer SQLite
+   * transactions for at most this much bar-to-order latency. @defaultValue 2
+   */
+  batchWindowMs?: number;
   /** A session's notional starting equity (equity = this + its PnL). @defaultValue 100000 */
   initialEquity?: number;
   /** Synthetic feeds: steps a late runner runs back to back before it skips to the current bar. @defaultValue 3 */
@@ -97,6 +103,7 @@ export const DEFAULT_RUNNER_SERVICE_OPTIONS = Object.freeze({
   restartBackoffMs: 500,
   approvalTtlMs: 300_000,
   maxBatchSize: 64,
+  batchWindowMs: 2,
   initialEquity: 100_000,
   maxCatchUpSteps: 3,
   defaultBarIntervalMs: 1000,
@@ -118,6 +125,9 @@ interface Prepared {
   epoch: number;
   request: EvaluateRequest;
   dueAt: number;
+  /** Of the pool task the step went in. */
+  poolMs: number;
+  batchSize: number;
 }
 
 /**
@@ -150,6 +160,8 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   private readonly dirty = new Set<SessionRunner>();
   private readonly equityPoints: { sessionId: string; point: EquityPoint }[] = [];
   private readonly active = new Set<Promise<void>>();
+  private readonly applyQueue: { prepared: Prepared[]; outcomes: BatchStepOutcome[]; resolve: () => void }[] = [];
+  private applyScheduled = false;
   private readonly expiryTimer: NodeJS.Timeout;
   private host: RunnerHost | undefined;
   private closing: Promise<void> | undefined;
@@ -157,7 +169,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   constructor(options: RunnerServiceOptions) {
     const o = { ...DEFAULT_RUNNER_SERVICE_OPTIONS, now: () => new Date(), ...stripUndefined(options) } as Required<RunnerServiceOptions>;
-    for (const key of ['maxRestarts', 'restartBackoffMs', 'maxCatchUpSteps'] as const) {
+    for (const key of ['maxRestarts', 'restartBackoffMs', 'maxCatchUpSteps', 'batchWindowMs'] as const) {
       if (!Number.isInteger(o[key]) || o[key] < 0) throw new ValidationError(`options.${key} must be a non-negative integer`);
     }
     for (const key of ['approvalTtlMs', 'maxBatchSize', 'defaultBarIntervalMs', 'equitySampleMs', 'markPersistMs'] as const) {
@@ -165,7 +177,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     }
     if (!(Number.isFinite(o.initialEquity) && o.initialEquity > 0)) throw new ValidationError('options.initialEquity must be a positive number');
     this.o = Object.freeze(o);
-    this.scheduler = new StepScheduler((due) => this.dispatch(due));
+    this.scheduler = new StepScheduler((due) => this.dispatch(due), o.batchWindowMs);
     this.router = new OrderRouter({
       orders: o.orders,
       signals: o.runnerStates,
@@ -396,7 +408,9 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     const config = feedConfigOf(session, this.o.defaultBarIntervalMs);
     const barMs = config.type === 'synthetic' ? config.intervalMs! : undefined;
     const now = Date.now();
-    const startTime = record?.startTime ?? (barMs === undefined ? now : Math.floor(now / barMs) * barMs);
+    // A phase per session (from its id) inside the bar interval: sessions started together do not all
+    // become due at the same instant, so load is smooth instead of one burst per interval.
+    const startTime = record?.startTime ?? (barMs === undefined ? now : now - (fnv1a(session.id) % barMs));
     const feed: Feed = createFeed(config, session.symbols, {
       startTime,
       ...(this.o.feedBaseDir !== undefined ? { baseDir: this.o.feedBaseDir } : {}),
@@ -471,110 +485,224 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   private dispatch(due: SessionRunner[]): void {
     const ready = due.filter((r) => r.status === 'running' && !r.inFlight);
-    if (ready.length === 0) return;
-    // Enough batches to keep every thread busy, none larger than maxBatchSize.
-    const batches = Math.max(Math.ceil(ready.length / this.o.maxBatchSize), Math.min(ready.length, this.o.pool.size));
-    const size = Math.ceil(ready.length / batches);
-    for (let i = 0; i < ready.length; i += size) {
-      const p = this.runBatch(ready.slice(i, i + size));
+    const group = this.o.maxBatchSize * 4;
+    for (let i = 0; i < ready.length; i += group) {
+      const p = this.runGroup(ready.slice(i, i + group));
       this.active.add(p);
       void p.finally(() => this.active.delete(p));
     }
   }
 
-  private async runBatch(batch: SessionRunner[]): Promise<void> {
-    const prepared: Prepared[] = [];
-    for (const r of batch) {
-      try {
-        const p = await r.lock(() => this.prepare(r));
-        if (p !== undefined) prepared.push(p);
-      } catch (err) {
-        await r.lock(() => this.fail(r, err));
-        this.schedule(r);
-      }
-    }
-    if (prepared.length === 0) return;
-    this.counters.batches++;
-    const t0 = performance.now();
-    let outcomes: BatchStepOutcome[];
+  /**
+   * Sessions due together, in phases that each write in ONE SQLite transaction (a commit per bar or per
+   * order costs more than the steps): show the bars to the broker and record the fills; step in the pool
+   * (tasks of up to maxBatchSize sessions, at least one per thread); then, for every task that came back
+   * by the same turn of the event loop, decide the orders (written `new`), send them, record the
+   * acknowledgements and commit the steps. The sessions' locks are held around each phase, never while the
+   * pool works.
+   */
+  private async runGroup(group: SessionRunner[]): Promise<void> {
+    const releases = await Promise.all(group.map((r) => r.acquire()));
+    let prepared: Prepared[];
     try {
-      outcomes = await this.o.pool.evaluateBatch(prepared.map((p) => p.request));
-    } catch (err) {
-      // The pool is closed (daemon shutdown): nothing was stepped.
-      outcomes = prepared.map(() => ({ ok: false, error: err instanceof Error ? err : new Error(String(err)) }));
+      prepared = await this.prepareBatch(group);
+    } finally {
+      for (const release of releases) release();
     }
-    const poolMs = performance.now() - t0;
-    for (let i = 0; i < prepared.length; i++) {
-      const p = prepared[i]!;
-      const outcome = outcomes[i]!;
-      let failure = outcome.ok ? undefined : kindOf(outcome.error);
-      try {
-        await p.runner.lock(() => this.apply(p, outcome));
-      } catch (err) {
-        failure = kindOf(err);
-        await p.runner.lock(() => this.fail(p.runner, err));
+    const tasks = Math.max(Math.ceil(prepared.length / this.o.maxBatchSize), Math.min(prepared.length, this.o.pool.size));
+    const size = Math.ceil(prepared.length / Math.max(1, tasks));
+    const chunks: Prepared[][] = [];
+    for (let i = 0; i < prepared.length; i += size) chunks.push(prepared.slice(i, i + size));
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        this.counters.batches++;
+        const t0 = performance.now();
+        let outcomes: BatchStepOutcome[];
+        try {
+          outcomes = await this.o.pool.evaluateBatch(chunk.map((p) => p.request));
+        } catch (err) {
+          // The pool is closed (daemon shutdown): nothing was stepped.
+          outcomes = chunk.map(() => ({ ok: false, error: err instanceof Error ? err : new Error(String(err)) }));
+        }
+        const poolMs = performance.now() - t0;
+        for (const p of chunk) {
+          p.poolMs = poolMs;
+          p.batchSize = chunk.length;
+        }
+        await this.enqueueApply(chunk, outcomes);
+      }),
+    );
+    for (const r of group) this.schedule(r);
+  }
+
+  /** Results that come back in the same turn of the event loop are committed together. */
+  private enqueueApply(prepared: Prepared[], outcomes: BatchStepOutcome[]): Promise<void> {
+    return new Promise((resolve) => {
+      this.applyQueue.push({ prepared, outcomes, resolve });
+      if (!this.applyScheduled) {
+        this.applyScheduled = true;
+        setImmediate(() => void this.drainApply());
       }
-      this.o.onStep?.({
-        sessionId: p.runner.id,
-        ok: failure === undefined,
-        failure,
-        signals: outcome.ok ? outcome.signals.length : 0,
-        poolMs,
-        batchSize: prepared.length,
+    });
+  }
+
+  private async drainApply(): Promise<void> {
+    this.applyScheduled = false;
+    const items = this.applyQueue.splice(0);
+    const prepared = items.flatMap((i) => i.prepared);
+    const outcomes = items.flatMap((i) => i.outcomes);
+    const releases = await Promise.all(prepared.map((p) => p.runner.acquire()));
+    let followUps: (() => Promise<void>)[] = [];
+    try {
+      followUps = await this.applyBatch(prepared, outcomes);
+    } catch (err) {
+      this.o.logger?.error({ err: message(err) }, 'committing steps failed');
+      for (const p of prepared) if (p.runner.epoch === p.epoch) this.fail(p.runner, err);
+    } finally {
+      for (const release of releases) release();
+    }
+    for (const job of followUps) await job().catch((err: unknown) => this.o.logger?.error({ err: message(err) }, 'runner follow-up failed'));
+    for (const i of items) i.resolve();
+  }
+
+  /** Reads each session's bars and shows them to the broker (fills of earlier orders, marks). */
+  private async prepareBatch(batch: SessionRunner[]): Promise<Prepared[]> {
+    const ready: SessionRunner[] = [];
+    for (const r of batch) {
+      if (r.status !== 'running' || r.inFlight || r.definition === undefined) continue;
+      if (r.pending === undefined) {
+        this.skipAhead(r, false);
+        const dueAt = this.dueOf(r);
+        const bars = r.feed.next();
+        if (bars === null) {
+          this.exhausted(r);
+          continue;
+        }
+        r.pending = { bars, cursorAfter: r.feed.cursor, dueAt, shown: false };
+        r.lastDueAt = dueAt;
+      }
+      ready.push(r);
+    }
+    // A simulated broker does its work when called: calling it for the whole batch inside one transaction
+    // makes that one commit. Orders decided on these bars are sent after, so they fill on later bars.
+    const calls: { r: SessionRunner; bar: Bar; executions: Promise<BrokerExecution[]> }[] = [];
+    this.transact(() => {
+      for (const r of ready) {
+        if (r.pending!.shown) continue;
+        for (const bar of r.pending!.bars) calls.push({ r, bar, executions: r.broker.onBar?.(bar, r.id) ?? Promise.resolve([]) });
+      }
+    });
+    const settled = await Promise.allSettled(calls.map((c) => c.executions));
+    const failed = new Set<SessionRunner>();
+    this.transact(() => {
+      calls.forEach((c, i) => {
+        const s = settled[i]!;
+        if (failed.has(c.r)) return;
+        if (s.status === 'rejected') {
+          failed.add(c.r);
+          this.fail(c.r, s.reason);
+          return;
+        }
+        this.router.applyExecutions(c.r, s.value);
+        c.r.observeBar(c.bar);
+      });
+    });
+    const prepared: Prepared[] = [];
+    for (const r of ready) {
+      if (failed.has(r) || r.status !== 'running') continue;
+      const pending = r.pending!;
+      if (!pending.shown) {
+        pending.shown = true;
+        r.updateEquity();
+        this.dirty.add(r);
+      }
+      r.replayFirst = false;
+      r.inFlight = true;
+      prepared.push({
+        runner: r,
+        epoch: r.epoch,
+        dueAt: pending.dueAt,
+        request: { sessionId: r.id, strategyId: r.definition!.id, params: r.params, state: r.state, bars: pending.bars },
+        poolMs: 0,
+        batchSize: 0,
       });
     }
-    try {
+    return prepared;
+  }
+
+  /** Decides and sends the steps' orders, then commits each step (state, cursor) after its orders. */
+  private async applyBatch(prepared: Prepared[], outcomes: BatchStepOutcome[]): Promise<(() => Promise<void>)[]> {
+    const report = (p: Prepared, ok: boolean, failure: string | undefined, signals: number) =>
+      this.o.onStep?.({ sessionId: p.runner.id, ok, failure, signals, poolMs: p.poolMs, batchSize: p.batchSize });
+    const live: { p: Prepared; state: JsonValue; signals: number }[] = [];
+    const sends: { p: Prepared; order: StoredOrder; ack?: Promise<BrokerOrderAck> }[] = [];
+    this.transact(() => {
+      prepared.forEach((p, i) => {
+        const r = p.runner;
+        const outcome = outcomes[i]!;
+        if (r.epoch !== p.epoch) return; // paused, stopped or closed while the step ran: nothing of it is used
+        r.inFlight = false;
+        if (r.status !== 'running') return;
+        if (!outcome.ok) {
+          this.fail(r, outcome.error);
+          report(p, false, kindOf(outcome.error), 0);
+          return;
+        }
+        try {
+          for (const signal of outcome.signals) {
+            const order = this.router.decide(r, signal);
+            if (order !== undefined) sends.push({ p, order });
+          }
+          live.push({ p, state: outcome.state, signals: outcome.signals.length });
+        } catch (err) {
+          this.fail(r, err);
+          report(p, false, kindOf(err), 0);
+        }
+      });
+    });
+    // The `new` rows are committed: now the orders may reach the broker.
+    this.transact(() => {
+      for (const s of sends) s.ack = s.p.runner.broker.submit(s.order);
+    });
+    const acks = await Promise.allSettled(sends.map((s) => s.ack!));
+    const followUps: (() => Promise<void>)[] = [];
+    const failed = new Set<SessionRunner>();
+    this.transact(() => {
+      sends.forEach((s, i) => {
+        const r = s.p.runner;
+        const ack = acks[i]!;
+        if (failed.has(r)) return;
+        if (ack.status === 'rejected') {
+          // The order stays `new`: the retried step finds it and sends it again.
+          failed.add(r);
+          this.fail(r, ack.reason);
+          report(s.p, false, kindOf(ack.reason), 0);
+          return;
+        }
+        this.router.acknowledge(r, s.order, ack.value, s.p.dueAt);
+        if (ack.value.duplicate && ack.value.order.filledQty > 0) {
+          followUps.push(() => r.lock(() => this.router.syncFills(r, s.order.clientOrderId)));
+        }
+      });
+      for (const { p, state, signals } of live) {
+        const r = p.runner;
+        if (failed.has(r) || r.epoch !== p.epoch || r.status !== 'running') continue;
+        this.commitStep(r, state);
+        report(p, true, undefined, signals);
+        const daily = r.dailyPnl();
+        if (isDailyLossBreached(daily, r.session.riskControls)) {
+          this.halt(r, 'paused');
+          followUps.push(() => r.lock(() => this.breach(r, daily)));
+        }
+      }
       this.flush();
-    } catch (err) {
-      this.o.logger?.error({ err: message(err) }, 'writing runner state failed');
-    }
-    for (const p of prepared) this.schedule(p.runner);
+    });
+    return followUps;
   }
 
-  /** Reads the step's bars and shows them to the broker (fills of earlier orders, marks). */
-  private async prepare(r: SessionRunner): Promise<Prepared | undefined> {
-    if (r.status !== 'running' || r.inFlight || r.definition === undefined) return undefined;
-    if (r.pending === undefined) {
-      this.skipAhead(r, false);
-      const dueAt = this.dueOf(r);
-      const bars = r.feed.next();
-      if (bars === null) {
-        this.exhausted(r);
-        return undefined;
-      }
-      r.pending = { bars, cursorAfter: r.feed.cursor, dueAt };
-      r.lastDueAt = dueAt;
-      for (const bar of bars) {
-        // Fills of orders decided on earlier bars come first; orders decided on this bar are sent after it.
-        if (r.broker.onBar !== undefined) this.router.applyExecutions(r, await r.broker.onBar(bar, r.id));
-        r.observeBar(bar);
-      }
-      r.updateEquity();
-      this.dirty.add(r);
-    }
-    r.replayFirst = false;
-    r.inFlight = true;
-    return {
-      runner: r,
-      epoch: r.epoch,
-      dueAt: r.pending.dueAt,
-      request: { sessionId: r.id, strategyId: r.definition.id, params: r.params, state: r.state, bars: r.pending.bars },
-    };
-  }
-
-  /** Places the step's orders, then commits its state and cursor. */
-  private async apply(p: Prepared, outcome: BatchStepOutcome): Promise<void> {
-    const r = p.runner;
-    if (r.epoch !== p.epoch) return; // paused, stopped or closed while the step ran: nothing of it is used
-    r.inFlight = false;
-    if (r.status !== 'running') return;
-    if (!outcome.ok) {
-      this.fail(r, outcome.error);
-      return;
-    }
-    for (const signal of outcome.signals) await this.router.handleSignal(r, signal, p.dueAt);
+  private commitStep(r: SessionRunner, state: JsonValue): void {
     const pending = r.pending!;
-    r.record.state = outcome.state;
+    r.record.state = state;
     r.record.cursor = pending.cursorAfter;
     r.record.steps++;
     r.pending = undefined;
@@ -588,13 +716,14 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
       r.lastEquitySampleAt = lastBar;
       this.equityPoints.push({ sessionId: r.id, point: { at: lastBar, equity: r.record.equity } });
     }
-    const daily = r.dailyPnl();
-    if (isDailyLossBreached(daily, r.session.riskControls)) await this.breach(r, daily);
   }
 
-  /** maxDailyLoss reached: no more steps or orders, open orders cancelled, the session paused. */
+  private transact<T>(fn: () => T): T {
+    return this.o.runnerStates.transaction(fn);
+  }
+
+  /** maxDailyLoss reached (the runner is already halted): open orders cancelled, the session paused. */
   private async breach(r: SessionRunner, daily: number): Promise<void> {
-    this.halt(r, 'paused');
     const reason = `maxDailyLoss ${round(r.session.riskControls.maxDailyLoss!)} reached with daily pnl ${round(daily)}`;
     await this.router.cancelOpen(r, `risk_breach: ${reason}`);
     this.o.logger?.warn({ sessionId: r.id, dailyPnl: daily }, 'daily loss limit reached: pausing the session');

@@ -18,6 +18,8 @@ export interface PendingBars {
   cursorAfter: number;
   /** When the step over these bars became due (epoch ms): the start of bar-to-order latency. */
   dueAt: number;
+  /** The broker has seen these bars (onBar): a retry of the step does not show them again. */
+  shown: boolean;
 }
 
 /**
@@ -49,7 +51,7 @@ export class SessionRunner implements Schedulable {
   lastEquitySampleAt = -Infinity;
   feedExhausted = false;
   readonly positions = new Map<string, Position>();
-  #chain: Promise<unknown> = Promise.resolve();
+  #tail: Promise<void> = Promise.resolve();
 
   constructor(
     public session: Session,
@@ -72,11 +74,23 @@ export class SessionRunner implements Schedulable {
     return this.record.state as JsonValue;
   }
 
+  /** Waits for everything queued on this session before; resolves with the release function. */
+  acquire(): Promise<() => void> {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const prev = this.#tail;
+    this.#tail = prev.then(() => held);
+    return prev.then(() => release);
+  }
+
   /** Runs fn after everything queued on this session before it; a failure does not block later calls. */
-  lock<T>(fn: () => T | Promise<T>): Promise<T> {
-    const run = this.#chain.then(fn);
-    this.#chain = run.catch(() => undefined);
-    return run;
+  async lock<T>(fn: () => T | Promise<T>): Promise<T> {
+    const release = await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
   }
 
   /** Realized + unrealized PnL of the session. */

@@ -25,8 +25,13 @@ export class StepScheduler<T extends Schedulable> {
   #armedAt = Infinity;
   #closed = false;
 
+  /**
+   * @param coalesceMs fire this long after the earliest due time, so entries due within that window are
+   * handed over together (bigger batches, fewer transactions) at the cost of that much latency.
+   */
   constructor(
     private readonly onDue: (items: T[]) => void,
+    private readonly coalesceMs = 0,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -61,7 +66,7 @@ export class StepScheduler<T extends Schedulable> {
     this.#armedAt = at;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    const delay = at - this.now();
+    const delay = at + this.coalesceMs - this.now();
     if (delay <= 0) {
       this.#immediate ??= setImmediate(() => this.#fire());
     } else {

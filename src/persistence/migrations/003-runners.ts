@@ -6,6 +6,7 @@ import type { Migration } from './types.js';
  *   marks and PnL baselines risk checks need, running equity statistics (peak, max drawdown).
  * - `runner_equity`: sampled equity history per session (performance, charts).
  * - `signals`: what `signal-only` sessions decide (they place nothing, so there is no order to record).
+ * - an index the paper broker's fills need under load.
  */
 export const migration003: Migration = {
   version: 3,
@@ -56,6 +57,10 @@ export const migration003: Migration = {
         created_at  TEXT NOT NULL,
         PRIMARY KEY (session_id, key)
       );
+
+      -- The paper broker numbers each order's fills with COUNT(*) by client order id: without this index that
+      -- is a scan of every fill ever made, on every fill.
+      CREATE INDEX IF NOT EXISTS paper_fills_order ON paper_fills (broker_id, client_order_id);
     `);
   },
 };
