@@ -171,7 +171,35 @@ test('a paper session trades on a synthetic feed and its persisted positions mat
   t.true(perf.trades >= 2, `trades ${perf.trades}`);
   t.true(Number.isFinite(perf.returnPct) && perf.maxDrawdownPct >= 0);
   t.true(rig.services.runners.equityHistory(id).length > 0);
+  // The manager's paper prerequisite reads this performance.
+  const prereq = await rig.manager.checkPrerequisites('test-scripted');
+  t.true(prereq.checks.find((c) => c.name === 'paper')!.passed);
   await rig.manager.stopSession(id);
+});
+
+test('a replay session trades through its file and is stopped when the file ends', async (t) => {
+  const id = 'replay-1';
+  const csv = join(dir, 'replay.csv');
+  const t0 = Date.UTC(2024, 2, 1, 14, 30);
+  const rows = Array.from({ length: 30 }, (_, i) => {
+    const p = 100 + Math.sin(i / 3) * 5;
+    return `${t0 + i * 60_000},${p},${p + 1},${p - 1},${p + 0.5},10`;
+  });
+  writeFileSync(csv, ['time,open,high,low,close,volume', ...rows].join('\n'));
+  await rig.manager.startSession(session(id, { every: 5, side: 'alternate' }, { symbols: ['XYZ'], feed: { type: 'replay', file: csv } }));
+  const view = await until('stopped at the end of the file', () => {
+    const v = rig.manager.getSession(id);
+    return v.status === 'stopped' ? v : undefined;
+  });
+  t.is(view.stopReason, 'feed_exhausted');
+  t.like(rig.manager.history(id).at(-1), { event: 'STOP', source: 'runner', reason: 'feed_exhausted' });
+  t.like(rig.services.runnerStates.get(id), { cursor: 30, steps: 30 });
+  const book = orders(id);
+  t.is(book.length, 6);
+  // Orders fill at the next bar's open; the last one had no next bar and was cancelled by the stop.
+  t.deepEqual(book.map((o) => o.status), ['filled', 'filled', 'filled', 'filled', 'filled', 'cancelled']);
+  t.is(fills(id)[0]!.at, new Date(t0 + 5 * 60_000).toISOString());
+  samePositions(t, rig.services.orders.positions(id), applyFills(fills(id)));
 });
 
 test('pause keeps open orders and places nothing; resume continues with the strategy state; stop cancels open orders', async (t) => {
@@ -354,6 +382,28 @@ test('maxDailyLoss refuses orders, cancels open ones and pauses the session with
   await sleep(200);
   t.is(orders(id).length, n, 'no orders after the breach');
   await rig.manager.stopSession(id);
+});
+
+test('a stop that a crash interrupted is finished at the next start', async (t) => {
+  const file = join(tempDir('sessiond-runner-stop-'), 'sessiond.db');
+  let r = await buildRig(file, [scriptedPath]);
+  try {
+    await r.manager.startSession(session('is-1', { every: 2, type: 'limit', limitPct: -50 }));
+    await until('open orders', () => r.services.orders.listBySession('is-1').filter((o) => o.status === 'accepted').length >= 2);
+    await r.close();
+    // As if the daemon died after committing STOP and before the runner cancelled anything.
+    const db = openDatabase(file);
+    db.prepare("UPDATE sessions SET status = 'stopped', stop_reason = 'operator', stopped_at = ? WHERE id = 'is-1'").run(new Date().toISOString());
+    db.close();
+
+    r = await buildRig(file, [scriptedPath]);
+    await until('open orders cancelled', () => r.services.orders.listBySession('is-1').every((o) => o.status === 'cancelled'));
+    for (const o of r.services.orders.listBySession('is-1')) t.is((await r.services.paper.getOrder(o.clientOrderId))!.status, 'cancelled');
+    await until('finalized', () => r.services.runnerStates.get('is-1')!.finalizedAt !== undefined);
+    t.pass();
+  } finally {
+    await r.close();
+  }
 });
 
 test('a restart continues each running session with its persisted strategy state, positions and open orders', async (t) => {
