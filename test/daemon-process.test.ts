@@ -115,6 +115,11 @@ test('SIGKILL during a storm of commands: every command ends with exactly one ou
       }
       if (outcomes.size < jobs.length) await new Promise((r) => setTimeout(r, 250));
     }
+    if (outcomes.size < jobs.length) {
+      const states: Record<string, number> = {};
+      for (const j of jobs) if (!outcomes.has(j.jobId)) { const st = String(await queue.getJobState(j.jobId)); states[st] = (states[st] ?? 0) + 1; }
+      t.log('unsettled by state', states, 'last daemon tail', d.logs.slice(-5), d.stderr().slice(-1500));
+    }
     t.is(outcomes.size, jobs.length, 'every command settled');
     for (const j of jobs) {
       const job = (await queue.getJob(j.jobId))!;
