@@ -9,6 +9,13 @@ import { openDatabase, type Db } from '../src/persistence/database.js';
 import { SqliteBacktestRepository } from '../src/persistence/sqlite-backtest-repository.js';
 import { SqliteCommandLog, SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
 import { SessionManager } from '../src/sessions/session-manager.js';
+import { BrokerRegistry } from '../src/brokers/broker-registry.js';
+import { PaperBroker } from '../src/brokers/paper-broker.js';
+import { SqliteOrderRepository } from '../src/persistence/sqlite-order-repository.js';
+import { SqliteRunnerStateRepository } from '../src/persistence/sqlite-runner-state-repository.js';
+import { RunnerService, type StepPool } from '../src/runners/runner-service.js';
+import type { BatchStepOutcome, EvaluateRequest } from '../src/runners/strategy-pool.js';
+import { StrategyCatalog } from '../src/strategies/catalog.js';
 import { tempDir } from './helpers/daemon.js';
 
 // Buys 1 at market every `every` steps (plain .mjs, written at run time).
@@ -55,7 +62,7 @@ test.before(async () => {
     store,
     config: {
       runners: RUNNERS,
-      strategies: { modules: [steady, fixture('throwing.ts'), fixture('exiting.ts'), fixture('hanging.ts')] },
+      strategies: { modules: [steady, fixture('throwing.ts'), fixture('exiting.ts'), fixture('hanging.ts'), fixture('slow.ts')] },
       paperBroker: { initialCash: 100_000, slippageBps: 0, commissionBps: 0, commissionPerOrder: 0 },
     },
   });
@@ -146,6 +153,69 @@ test('the pool counts each kind of failure and keeps its threads', async (t) => 
   t.true(stats.failedByKind.timeout >= 3);
   await until('threads replaced', () => services.pool.stats().threads === RUNNERS.poolSize);
   t.pass();
+});
+
+test('pause and resume while steps are in the pool never block the session', async (t) => {
+  t.timeout(20_000);
+  const id = 'flappy-1';
+  // 40 ms steps: a pause or resume usually lands while one is in flight, and a resumed step can come back
+  // together with the discarded one.
+  await manager.startSession({ ...session(id, 'test-slow'), strategy: { id: 'test-slow', params: { ms: 40 } } });
+  await until('stepping', () => progress(id).steps >= 2);
+  for (let i = 0; i < 25; i++) {
+    await manager.pauseSession(id);
+    await new Promise((r) => setTimeout(r, i % 5));
+    await manager.resumeSession(id);
+    await new Promise((r) => setTimeout(r, 10 + (i % 3) * 15));
+  }
+  const after = progress(id).steps;
+  await until('still stepping', () => progress(id).steps >= after + 3);
+  t.is((await manager.stopSession(id)).status, 'stopped');
+});
+
+test('a discarded step and its rerun coming back in the same turn do not block the session', async (t) => {
+  // A pool whose answers the test releases, to land both results in one commit deterministically.
+  const held: { requests: readonly EvaluateRequest[]; resolve: (o: BatchStepOutcome[]) => void }[] = [];
+  const pool: StepPool = { size: 2, evaluateBatch: (requests) => new Promise((resolve) => held.push({ requests, resolve })) };
+  const file = join(tempDir('sessiond-runner-turn-'), 'sessiond.db');
+  const db2 = openDatabase(file);
+  const store2 = new SqliteSessionStore(db2);
+  const runners = new RunnerService({
+    sessions: store2,
+    pool,
+    strategies: new StrategyCatalog(),
+    brokers: new BrokerRegistry().register(new PaperBroker(db2)),
+    orders: new SqliteOrderRepository(db2),
+    runnerStates: new SqliteRunnerStateRepository(db2),
+  });
+  const m = new SessionManager({
+    store: store2,
+    commands: new SqliteCommandLog(store2),
+    backtests: new SqliteBacktestRepository(db2),
+    brokers: { has: () => true },
+    runner: runners,
+    performance: runners,
+    thresholds: { backtest: { minReturnPct: 0, maxDrawdownPct: 100, minSharpe: 0, minTrades: 0 }, paper: { minRunSeconds: 0, minReturnPct: 0, maxDrawdownPct: 100 } },
+  });
+  runners.attach(m);
+  const within = <T>(p: Promise<T>, what: string) =>
+    Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} blocked`)), 3000))]);
+  try {
+    await m.startSession({ id: 'turn-1', kind: 'paper', strategy: { id: 'buy-and-hold' }, symbols: ['AAA'], feed: { type: 'synthetic', intervalMs: 10 } });
+    await until('a step in the pool', () => held.length === 1);
+    await within(m.pauseSession('turn-1'), 'pause');
+    await within(m.resumeSession('turn-1'), 'resume');
+    await until('its rerun in the pool', () => held.length === 2);
+    const answer = (h: (typeof held)[number]) => h.resolve(h.requests.map((r) => ({ ok: true as const, state: r.state, signals: [] })));
+    for (const h of held.splice(0)) answer(h);
+    await until('the next step in the pool', () => held.length === 1, 3000);
+    t.is((await within(m.pauseSession('turn-1'), 'pause after the commit')).status, 'paused');
+    t.is(runners.runnerState('turn-1')!.steps, 1, 'the discarded step was not committed, its rerun was');
+    for (const h of held.splice(0)) answer(h);
+  } finally {
+    await m.close();
+    db2.close();
+  }
 });
 
 test('an unknown strategy is refused at start with STRATEGY_NOT_FOUND', async (t) => {

@@ -501,7 +501,8 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
    * acknowledgements and commit the steps. The sessions' locks are held around each phase, never while the
    * pool works.
    */
-  private async runGroup(group: SessionRunner[]): Promise<void> {
+  private async runGroup(due: SessionRunner[]): Promise<void> {
+    const group = [...new Set(due)];
     const releases = await Promise.all(group.map((r) => r.acquire()));
     let prepared: Prepared[];
     try {
@@ -551,7 +552,9 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     const items = this.applyQueue.splice(0);
     const prepared = items.flatMap((i) => i.prepared);
     const outcomes = items.flatMap((i) => i.outcomes);
-    const releases = await Promise.all(prepared.map((p) => p.runner.acquire()));
+    // A session paused and resumed while a step was in the pool has two results here (the older one is
+    // discarded by its epoch): take each lock once, or this would wait on itself.
+    const releases = await Promise.all([...new Set(prepared.map((p) => p.runner))].map((r) => r.acquire()));
     let followUps: (() => Promise<void>)[] = [];
     try {
       followUps = await this.applyBatch(prepared, outcomes);
