@@ -42,7 +42,8 @@ const RUNNERS: Config['runners'] = {
   poolSize: 2,
   stepTimeoutMs: 400,
   maxRestarts: 2,
-  restartBackoffMs: 50,
+  // Long enough that the neighbour visibly trades while the faulty session is being restarted.
+  restartBackoffMs: 200,
   approvalTtlMs: 60_000,
 };
 
