@@ -510,10 +510,14 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     } finally {
       for (const release of releases) release();
     }
-    const tasks = Math.max(Math.ceil(prepared.length / this.o.maxBatchSize), Math.min(prepared.length, this.o.pool.size));
-    const size = Math.ceil(prepared.length / Math.max(1, tasks));
-    const chunks: Prepared[][] = [];
-    for (let i = 0; i < prepared.length; i += size) chunks.push(prepared.slice(i, i + size));
+    // A session whose last step failed runs alone until it succeeds: a strategy that hangs or kills its
+    // thread again then costs its neighbours nothing.
+    const suspects = prepared.filter((p) => p.runner.failureStreak > 0);
+    const healthy = prepared.filter((p) => p.runner.failureStreak === 0);
+    const tasks = Math.max(Math.ceil(healthy.length / this.o.maxBatchSize), Math.min(healthy.length, this.o.pool.size));
+    const size = Math.ceil(healthy.length / Math.max(1, tasks));
+    const chunks: Prepared[][] = suspects.map((p) => [p]);
+    for (let i = 0; i < healthy.length; i += size) chunks.push(healthy.slice(i, i + size));
     await Promise.all(
       chunks.map(async (chunk) => {
         this.counters.batches++;
