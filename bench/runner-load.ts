@@ -27,6 +27,7 @@ const { values } = parseArgs({
     memory: { type: 'string', default: '1000,10000' },
     'skip-memory': { type: 'boolean', default: false },
     'memory-child': { type: 'string' },
+    'state-commit-ms': { type: 'string', default: '0' },
   },
 });
 const SESSIONS = Number(values.sessions);
@@ -238,7 +239,7 @@ async function runnerLoad(): Promise<void> {
 // ---- 3. memory per running session: one child process per size, so RSS starts clean ----
 
 async function memoryChild(n: number): Promise<void> {
-  const r = await rig();
+  const r = await rig({ stateCommitMs: Number(values['state-commit-ms']) });
   // Warm the pool and the code paths with one session, then take the baseline.
   await startSessions(r, 1, 1000);
   await sleep(1500);
@@ -265,11 +266,14 @@ async function memoryChild(n: number): Promise<void> {
 async function memory(): Promise<void> {
   console.log(`\n## 3. Memory per running session (${STRATEGY} ${JSON.stringify(PARAMS)}, 1 s bars; session actor + runner + feed + strategy state; fresh process per size)`);
   const { execFileSync } = await import('node:child_process');
-  for (const n of values.memory.split(',').map(Number)) {
-    const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--memory-child', String(n)], { encoding: 'utf8' });
+  const sizes = values.memory.split(',').map(Number);
+  // The largest size again with the strategy state written every 5 s instead of every step.
+  const runs: [number, number][] = [...sizes.map((n): [number, number] => [n, 0]), [Math.max(...sizes), 5000]];
+  for (const [n, stateCommitMs] of runs) {
+    const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--memory-child', String(n), '--state-commit-ms', String(stateCommitMs)], { encoding: 'utf8' });
     const m = JSON.parse(out.trim().split('\n').at(-1)!) as { n: number; heapPerSession: number; rssPerSession: number; rss: number; startMs: number; stepsPerSec: number; orders: number; p50: number; p99: number };
     console.log(
-      `${fmt(n).padStart(6)} sessions: heap ${(m.heapPerSession / 1024).toFixed(1)} KB/session, RSS ${(m.rssPerSession / 1024).toFixed(1)} KB/session ` +
+      `${fmt(n).padStart(6)} sessions${stateCommitMs > 0 ? `, state written every ${stateCommitMs / 1000} s` : ''}: heap ${(m.heapPerSession / 1024).toFixed(1)} KB/session, RSS ${(m.rssPerSession / 1024).toFixed(1)} KB/session ` +
         `(process RSS ${(m.rss / 2 ** 20).toFixed(0)} MB; started in ${(m.startMs / 1000).toFixed(1)} s; then ${fmt(m.stepsPerSec)} steps/s, bar-to-order ${latency(m)})`,
     );
   }

@@ -64,14 +64,14 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function buildRig(file: string, modules: string[]): Promise<Rig> {
+async function buildRig(file: string, modules: string[], runnerOptions: { stateCommitMs?: number } = {}): Promise<Rig> {
   const db = openDatabase(file);
   const store = new SqliteSessionStore(db);
   const services = await createTradingServices({
     db,
     store,
     config: { runners: RUNNERS, strategies: { modules }, paperBroker: PAPER },
-    runnerOptions: { markPersistMs: 50, equitySampleMs: 100 },
+    runnerOptions: { markPersistMs: 50, equitySampleMs: 100, ...runnerOptions },
   });
   const manager = new SessionManager({
     store,
@@ -401,6 +401,22 @@ test('a stop that a crash interrupted is finished at the next start', async (t) 
     for (const o of r.services.orders.listBySession('is-1')) t.is((await r.services.paper.getOrder(o.clientOrderId))!.status, 'cancelled');
     await until('finalized', () => r.services.runnerStates.get('is-1')!.finalizedAt !== undefined);
     t.pass();
+  } finally {
+    await r.close();
+  }
+});
+
+test('with stateCommitMs the strategy state is written at most that often while running, and on pause', async (t) => {
+  const r = await buildRig(join(tempDir('sessiond-runner-commit-'), 'sessiond.db'), [scriptedPath], { stateCommitMs: 60_000 });
+  try {
+    await r.manager.startSession(session('sc-1', { every: 1000 }));
+    await until('steps', () => r.services.runners.stats().steps >= 20);
+    t.true(r.services.runnerStates.get('sc-1')!.steps <= 2, 'written once or twice in the first minute');
+    await r.manager.pauseSession('sc-1');
+    const steps = r.services.runners.stats().steps;
+    const saved = r.services.runnerStates.get('sc-1')!;
+    t.is(saved.steps, steps, 'pause writes the latest state');
+    t.is((saved.state as { steps: number }).steps, steps);
   } finally {
     await r.close();
   }

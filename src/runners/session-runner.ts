@@ -46,6 +46,8 @@ export class SessionRunner implements Schedulable {
   lastDueAt = 0;
   /** The committed record is newer than the database. */
   dirty = false;
+  /** When the record was last written (epoch ms). */
+  lastStateSaveAt = 0;
   lastMarkSaveAt = 0;
   positionsMarked = false;
   lastEquitySampleAt = -Infinity;
