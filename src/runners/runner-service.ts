@@ -490,7 +490,8 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     if (target > r.feed.cursor) {
       r.feed.seek(target);
       r.record.cursor = target;
-      this.markDirty(r, true);
+      // Not forced: after a crash the older cursor is simply skipped again.
+      this.markDirty(r);
     }
   }
 
