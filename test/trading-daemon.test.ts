@@ -123,6 +123,21 @@ test('a daemon killed mid-trading restarts on the same database without losing o
     const err = await t.throwsAsync(client.submit('approve-order', { sessionId: 'dt-confirm', clientOrderId: 'dt-confirm:nope' }));
     t.like(err, { code: 'VALIDATION_ERROR', message: 'order dt-confirm:nope of session dt-confirm does not exist' });
 
+    // `backtest` runs in the same daemon's pool and records its result.
+    const csv = join(dir, 'backtest.csv');
+    const rows = Array.from({ length: 60 }, (_, i) => {
+      const p = 100 + 10 * Math.sin(i / 4);
+      return `${Date.UTC(2024, 0, 2) + i * 60_000},AAA,${p},${p + 1},${p - 1},${p + 0.5},100`;
+    });
+    writeFileSync(csv, ['time,symbol,open,high,low,close,volume', ...rows].join('\n'));
+    const bt = await client.submit<{ strategyId: string; steps: number; metrics: { trades: number } }>(
+      'backtest',
+      { strategyId: 'sma-crossover', data: csv, params: { fast: 2, slow: 5 } },
+      { timeoutMs: 20_000 },
+    );
+    t.like(bt, { strategyId: 'sma-crossover', steps: 60 });
+    t.true(bt.metrics.trades > 0);
+
     await client.submit('pause', { sessionId: 'dt-auto' });
     // Let the last order of the paused session settle (it stays open: no bars while paused).
     const after = book(file, 'dt-auto');

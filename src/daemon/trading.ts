@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { BrokerRegistry } from '../brokers/broker-registry.js';
 import { PaperBroker } from '../brokers/paper-broker.js';
+import { createBacktestHandler } from '../commands/backtest-command.js';
 import type { CommandHandler } from '../commands/command-consumer.js';
-import { SessiondError, ValidationError, toSessiondError, type ErrorCode } from '../domain/errors.js';
+import { InternalError, SessiondError, ValidationError, toSessiondError, type ErrorCode } from '../domain/errors.js';
 import type { StrategyRef } from '../domain/session.js';
 import type { Db } from '../persistence/database.js';
 import type { CommandLog } from '../persistence/ports.js';
@@ -13,17 +14,13 @@ import { RecordingRunner } from '../runners/recording-runner.js';
 import { RunnerService, type RunnerLogger, type RunnerServiceOptions } from '../runners/runner-service.js';
 import { StrategyPool } from '../runners/strategy-pool.js';
 import type { StrategyDirectory } from '../sessions/ports.js';
+import type { SessionManager } from '../sessions/session-manager.js';
 import { zodIssues } from '../sessions/zod-issues.js';
 import { StrategyCatalog } from '../strategies/catalog.js';
 import type { Config } from './config.js';
 import type { DaemonHooks, TradingWiring } from './daemon.js';
 
-/** What the runners report to /metrics (src/http/metrics.ts Metrics fits); main.ts passes it in the trading context. */
-export interface RunnerMetrics {
-  runnerStep(sessionId?: string): void;
-  runnerFailure(kind: string): void;
-  setPoolStatsSource(fn: () => { utilization: number; threads: number; queueSize: number }): void;
-}
+export type { RunnerMetrics } from './daemon.js';
 
 /** `approve-order` / `reject-order` job data. */
 export const OrderDecisionSchema = z
@@ -167,12 +164,10 @@ export function orderCommandHandlers(runners: RunnerService, commands: CommandLo
 
 /**
  * Builds the trading side of the daemon from config: strategies, the worker pool, the paper broker and the
- * runners. With `runners.enabled: false` sessions change state and nothing trades (RecordingRunner).
+ * runners, plus the commands they answer: `approve-order`, `reject-order` and `backtest` (which runs in the
+ * same pool). With `runners.enabled: false` sessions change state and nothing trades (RecordingRunner).
  */
-export const createTradingWiring = async (
-  ctx: Parameters<NonNullable<DaemonHooks['trading']>>[0] & { metrics?: RunnerMetrics },
-): Promise<TradingWiring> => {
-  const { config, db, logger, store, metrics } = ctx;
+export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({ config, db, logger, store, metrics }): Promise<TradingWiring> => {
   if (!config.runners.enabled) {
     logger.info('runners disabled (runners.enabled=false): sessions change state, nothing trades');
     return {
@@ -196,13 +191,22 @@ export const createTradingWiring = async (
     { poolSize: config.runners.poolSize, strategies: services.catalog.list().map((s) => s.id) },
     'runners enabled',
   );
+  let manager: SessionManager | undefined;
+  const backtest: CommandHandler = (data, ctx) => {
+    if (manager === undefined) return Promise.reject(new InternalError('the trading wiring is not attached to a session manager'));
+    // Steps run in the daemon's pool (isolated, timed out) with a paper broker like the daemon's.
+    return createBacktestHandler({ manager, catalog: services.catalog, pool: services.pool, paperBroker: { ...config.paperBroker } })(data, ctx);
+  };
   return {
     runner: services.runners,
     brokers: services.brokers,
     strategies: services.strategies,
     performance: services.runners,
-    handlers: orderCommandHandlers(services.runners, new SqliteCommandLog(store)),
-    attach: (manager) => services.runners.attach(manager),
+    handlers: { ...orderCommandHandlers(services.runners, new SqliteCommandLog(store)), backtest },
+    attach: (m) => {
+      manager = m;
+      services.runners.attach(m);
+    },
     close: () => services.close(),
   };
 };
