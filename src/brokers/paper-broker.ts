@@ -221,6 +221,7 @@ export class PaperBroker implements Broker {
     nextSeq: Statement<[string], { seq: number }>;
     insertOrder: Statement<[PaperOrderRow]>;
     openOrdersForSymbol: Statement<[string, string], PaperOrderRow>;
+    openOrdersForScope: Statement<[string, string, string], PaperOrderRow>;
     fillOrder: Statement<{ broker_id: string; client_order_id: string; status: string; filled_qty: number; avg_fill_price: number; updated_at: string }>;
     cancelOrder: Statement<[string, string, string, string]>;
     countFills: Statement<[string, string], { n: number }>;
@@ -263,6 +264,10 @@ export class PaperBroker implements Broker {
       openOrdersForSymbol: db.prepare(`
         SELECT ${ORDER_COLUMNS} FROM paper_orders
         WHERE broker_id = ? AND symbol = ? AND status IN ('accepted','partially_filled') ORDER BY seq`),
+      // A session's own bars fill only its own orders: looked up by session, not read and filtered per bar.
+      openOrdersForScope: db.prepare(`
+        SELECT ${ORDER_COLUMNS} FROM paper_orders
+        WHERE broker_id = ? AND session_id = ? AND symbol = ? AND status IN ('accepted','partially_filled') ORDER BY seq`),
       fillOrder: db.prepare(`
         UPDATE paper_orders SET status = @status, filled_qty = @filled_qty, avg_fill_price = @avg_fill_price, updated_at = @updated_at
         WHERE broker_id = @broker_id AND client_order_id = @client_order_id`),
@@ -409,9 +414,9 @@ export class PaperBroker implements Broker {
     }
     return this.db.transaction((): BrokerExecution[] => {
       const executions: BrokerExecution[] = [];
-      for (const raw of this.stmts.openOrdersForSymbol.all(this.id, bar.symbol)) {
+      const open = scope === undefined ? this.stmts.openOrdersForSymbol.all(this.id, bar.symbol) : this.stmts.openOrdersForScope.all(this.id, scope, bar.symbol);
+      for (const raw of open) {
         const row = parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`);
-        if (scope !== undefined && row.session_id !== scope) continue;
         if (row.after_bar_time !== null && bar.time <= row.after_bar_time) continue;
         const price = this.fillPrice(row, bar);
         if (price === undefined) continue;

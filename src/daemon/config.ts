@@ -43,6 +43,11 @@ export const ConfigSchema = z
         maxRestarts: z.number().int().min(0),
         restartBackoffMs: z.number().int().min(0),
         approvalTtlMs: positiveInt,
+        stateCommitMs: z.number().int().min(0),
+        batchWindowMs: z.number().int().min(0),
+        maxBatchSize: positiveInt,
+        maxCatchUpSteps: positiveInt,
+        defaultBarIntervalMs: positiveInt,
       })
       .strict(),
     strategies: z.object({ modules: z.array(z.string().min(1)) }).strict(),

@@ -100,7 +100,8 @@ export class SqliteSessionStore implements SessionStore {
   constructor(readonly db: Db) {
     this.stmts = {
       upsert: db.prepare(UPSERT_SESSION),
-      update: db.prepare(`UPDATE sessions SET status = @status, snapshot = @snapshot, positions = @positions,
+      // positions are the runner's (updatePositions): a lifecycle write must not overwrite them with a cached copy.
+      update: db.prepare(`UPDATE sessions SET status = @status, snapshot = @snapshot,
         stop_reason = @stop_reason, error = @error, started_at = @started_at, stopped_at = @stopped_at,
         updated_at = @updated_at WHERE id = @id`),
       get: db.prepare('SELECT * FROM sessions WHERE id = ?'),

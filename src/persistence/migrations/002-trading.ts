@@ -118,6 +118,8 @@ export const migration002: Migration = {
       );
       CREATE INDEX paper_orders_open ON paper_orders (broker_id, symbol, seq)
         WHERE status IN ('accepted','partially_filled');
+      CREATE INDEX paper_orders_session_open ON paper_orders (broker_id, session_id, symbol, seq)
+        WHERE status IN ('accepted','partially_filled');
 
       CREATE TABLE paper_fills (
         broker_id       TEXT NOT NULL,
