@@ -144,7 +144,7 @@ async function rig(runnerOptions: Partial<RunnerServiceOptions> = {}): Promise<R
     db,
     store,
     config: {
-      runners: { enabled: true, poolSize: SIZE, stepTimeoutMs: 1000, maxRestarts: 3, restartBackoffMs: 500, approvalTtlMs: 300_000 },
+      runners: { enabled: true, poolSize: SIZE, stepTimeoutMs: 1000, maxRestarts: 3, restartBackoffMs: 500, approvalTtlMs: 300_000, stateCommitMs: 0, batchWindowMs: 2, maxBatchSize: 64, maxCatchUpSteps: 3, defaultBarIntervalMs: 1000 },
       strategies: { modules: [] },
       paperBroker: { initialCash: 100_000, slippageBps: 5, commissionBps: 1, commissionPerOrder: 0 },
     },

@@ -45,6 +45,11 @@ const RUNNERS: Config['runners'] = {
   // Long enough that the neighbour visibly trades while the faulty session is being restarted.
   restartBackoffMs: 200,
   approvalTtlMs: 60_000,
+  stateCommitMs: 0,
+  batchWindowMs: 2,
+  maxBatchSize: 64,
+  maxCatchUpSteps: 3,
+  defaultBarIntervalMs: 1000,
 };
 
 let db: Db;

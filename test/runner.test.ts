@@ -48,6 +48,11 @@ const RUNNERS: Config['runners'] = {
   maxRestarts: 2,
   restartBackoffMs: 50,
   approvalTtlMs: 1500,
+  stateCommitMs: 0,
+  batchWindowMs: 2,
+  maxBatchSize: 64,
+  maxCatchUpSteps: 3,
+  defaultBarIntervalMs: 1000,
 };
 const PAPER: Config['paperBroker'] = { initialCash: 100_000, slippageBps: 5, commissionBps: 1, commissionPerOrder: 0 };
 const THRESHOLDS = {

@@ -69,7 +69,7 @@ test('a daemon killed mid-trading restarts on the same database without losing o
   writeFileSync(
     configFile,
     JSON.stringify({
-      runners: { enabled: true, poolSize: 2, stepTimeoutMs: 2000, maxRestarts: 2, restartBackoffMs: 100, approvalTtlMs: 60_000 },
+      runners: { enabled: true, poolSize: 2, stepTimeoutMs: 2000, maxRestarts: 2, restartBackoffMs: 100, approvalTtlMs: 60_000, stateCommitMs: 0, batchWindowMs: 2, maxBatchSize: 64, maxCatchUpSteps: 3, defaultBarIntervalMs: 1000 },
       strategies: { modules: [counter] },
     }),
   );
