@@ -6,17 +6,13 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
-import { createTradingServices, type TradingServices } from '../src/daemon/trading.js';
 import type { Bar } from '../src/domain/market.js';
 import { createFeed } from '../src/market-data/index.js';
-import { openDatabase, type Db } from '../src/persistence/database.js';
-import { SqliteBacktestRepository } from '../src/persistence/sqlite-backtest-repository.js';
-import { SqliteCommandLog, SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
 import { StrategyPool, type EvaluateRequest } from '../src/runners/strategy-pool.js';
 import type { RunnerServiceOptions } from '../src/runners/runner-service.js';
-import { SessionManager } from '../src/sessions/session-manager.js';
 import { StrategyCatalog, runStrategyStep, type JsonValue } from '../src/strategies/index.js';
 import { tempDir } from '../test/helpers/daemon.js';
+import { buildTradingRig, type TradingRig } from '../test/helpers/trading.js';
 
 const { values } = parseArgs({
   options: {
@@ -127,54 +123,30 @@ async function poolThroughput(): Promise<void> {
 
 // ---- the full runner: SessionManager + RunnerService over a real SQLite file ----
 
-interface Rig {
-  db: Db;
-  manager: SessionManager;
-  services: TradingServices;
+interface Rig extends TradingRig {
   latencies: number[];
-  close(): Promise<void>;
 }
 
 async function rig(runnerOptions: Partial<RunnerServiceOptions> = {}): Promise<Rig> {
   const dir = tempDir('sessiond-bench-runner-');
-  const db = openDatabase(join(dir, 'sessiond.db'));
-  const store = new SqliteSessionStore(db);
   const latencies: number[] = [];
-  const services = await createTradingServices({
-    db,
-    store,
-    config: {
-      runners: { enabled: true, poolSize: SIZE, stepTimeoutMs: 1000, maxRestarts: 3, restartBackoffMs: 500, approvalTtlMs: 300_000, stateCommitMs: 0, batchWindowMs: 2, maxBatchSize: 64, maxCatchUpSteps: 3, defaultBarIntervalMs: 1000 },
-      strategies: { modules: [] },
-      paperBroker: { initialCash: 100_000, slippageBps: 5, commissionBps: 1, commissionPerOrder: 0 },
-    },
+  const r = await buildTradingRig({
+    file: join(dir, 'sessiond.db'),
+    // The daemon's defaults (config/default.json), at the pool size under test.
+    runners: { poolSize: SIZE, maxRestarts: 3, restartBackoffMs: 500, approvalTtlMs: 300_000 },
     runnerOptions: {
       onOrder: (e) => {
         if (e.latencyMs !== undefined) latencies.push(e.latencyMs);
       },
       ...runnerOptions,
     },
+    recover: false,
   });
-  const manager = new SessionManager({
-    store,
-    commands: new SqliteCommandLog(store),
-    backtests: new SqliteBacktestRepository(db),
-    brokers: services.brokers,
-    strategies: services.strategies,
-    runner: services.runners,
-    performance: services.runners,
-    thresholds: { backtest: { minReturnPct: 0, maxDrawdownPct: 100, minSharpe: 0, minTrades: 0 }, paper: { minRunSeconds: 0, minReturnPct: 0, maxDrawdownPct: 100 } },
-  });
-  services.runners.attach(manager);
   return {
-    db,
-    manager,
-    services,
+    ...r,
     latencies,
     async close() {
-      await manager.close();
-      await services.close();
-      db.close();
+      await r.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

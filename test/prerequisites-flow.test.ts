@@ -2,29 +2,11 @@ import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBacktestHandler } from '../src/commands/backtest-command.js';
-import type { Config } from '../src/daemon/config.js';
-import { createTradingServices } from '../src/daemon/trading.js';
 import type { BacktestRecord } from '../src/domain/backtest.js';
 import { SessiondError } from '../src/domain/errors.js';
-import { openDatabase } from '../src/persistence/database.js';
-import { SqliteBacktestRepository } from '../src/persistence/sqlite-backtest-repository.js';
-import { SqliteCommandLog, SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
-import { SessionManager } from '../src/sessions/session-manager.js';
 import { tempDir } from './helpers/daemon.js';
+import { buildTradingRig } from './helpers/trading.js';
 
-const RUNNERS: Config['runners'] = {
-  enabled: true,
-  poolSize: 2,
-  stepTimeoutMs: 1000,
-  maxRestarts: 2,
-  restartBackoffMs: 50,
-  approvalTtlMs: 60_000,
-  stateCommitMs: 0,
-  batchWindowMs: 2,
-  maxBatchSize: 64,
-  maxCatchUpSteps: 3,
-  defaultBarIntervalMs: 1000,
-};
 // A backtest passes on trades; a paper session passes after one second of running with a bounded loss.
 const THRESHOLDS = {
   backtest: { minReturnPct: -100, maxDrawdownPct: 100, minSharpe: -100, minTrades: 3 },
@@ -42,25 +24,8 @@ function writeCsv(file: string, price: (i: number) => number, n = 120): string {
 
 test('a backtest run whose result passes lets a live start through; one that fails keeps it out', async (t) => {
   const dir = tempDir();
-  const db = openDatabase(join(dir, 'sessiond.db'));
-  const store = new SqliteSessionStore(db);
-  const services = await createTradingServices({
-    db,
-    store,
-    config: { runners: RUNNERS, strategies: { modules: [] }, paperBroker: { initialCash: 100_000, slippageBps: 5, commissionBps: 1, commissionPerOrder: 0 } },
-  });
-  const manager = new SessionManager({
-    store,
-    commands: new SqliteCommandLog(store),
-    backtests: new SqliteBacktestRepository(db),
-    brokers: services.brokers,
-    strategies: services.strategies,
-    runner: services.runners,
-    performance: services.runners,
-    thresholds: THRESHOLDS,
-  });
-  services.runners.attach(manager);
-  await manager.recover();
+  const rig = await buildTradingRig({ file: join(dir, 'sessiond.db'), thresholds: THRESHOLDS });
+  const { manager, services } = rig;
   const backtest = createBacktestHandler({ manager, catalog: services.catalog, pool: services.pool });
   try {
     // Paper sessions of both strategies trade on a fast synthetic feed for over a second, then stop.
@@ -99,8 +64,6 @@ test('a backtest run whose result passes lets a live start through; one that fai
     t.regex(checks[0]!.reason, /none passed; latest bt-fail: 0 trades vs min 3/);
     t.throws(() => manager.getSession('live-rsi'), { message: 'session live-rsi does not exist' });
   } finally {
-    await manager.close();
-    await services.close();
-    db.close();
+    await rig.close();
   }
 });

@@ -2,10 +2,9 @@ import test from 'ava';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import type { Config } from '../src/daemon/config.js';
-import { createTradingServices, type TradingServices } from '../src/daemon/trading.js';
+import type { TradingServices } from '../src/daemon/trading.js';
 import type { SessionConfigInput } from '../src/domain/session.js';
-import { openDatabase, type Db } from '../src/persistence/database.js';
+import { openDatabase } from '../src/persistence/database.js';
 import { SqliteBacktestRepository } from '../src/persistence/sqlite-backtest-repository.js';
 import { SqliteCommandLog, SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
 import { SessionManager } from '../src/sessions/session-manager.js';
@@ -17,6 +16,7 @@ import { RunnerService, type StepPool } from '../src/runners/runner-service.js';
 import type { BatchStepOutcome, EvaluateRequest } from '../src/runners/strategy-pool.js';
 import { StrategyCatalog } from '../src/strategies/catalog.js';
 import { tempDir } from './helpers/daemon.js';
+import { buildTradingRig, TEST_RUNNERS, type TradingRig } from './helpers/trading.js';
 
 // Buys 1 at market every `every` steps (plain .mjs, written at run time).
 const STEADY = `
@@ -37,61 +37,27 @@ export const strategy = {
 `;
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/strategies/${name}`, import.meta.url));
-const RUNNERS: Config['runners'] = {
-  enabled: true,
-  poolSize: 2,
-  stepTimeoutMs: 400,
-  maxRestarts: 2,
-  // Long enough that the neighbour visibly trades while the faulty session is being restarted.
-  restartBackoffMs: 200,
-  approvalTtlMs: 60_000,
-  stateCommitMs: 0,
-  batchWindowMs: 2,
-  maxBatchSize: 64,
-  maxCatchUpSteps: 3,
-  defaultBarIntervalMs: 1000,
-};
-
-let db: Db;
-let store: SqliteSessionStore;
-let services: TradingServices;
+let rig: TradingRig;
 let manager: SessionManager;
+let services: TradingServices;
 
 test.before(async () => {
   const dir = tempDir('sessiond-runner-failures-');
   const steady = join(dir, 'steady.mjs');
   writeFileSync(steady, STEADY);
-  db = openDatabase(join(dir, 'sessiond.db'));
-  store = new SqliteSessionStore(db);
-  services = await createTradingServices({
-    db,
-    store,
-    config: {
-      runners: RUNNERS,
-      strategies: { modules: [steady, fixture('throwing.ts'), fixture('exiting.ts'), fixture('hanging.ts'), fixture('slow.ts')] },
-      paperBroker: { initialCash: 100_000, slippageBps: 0, commissionBps: 0, commissionPerOrder: 0 },
-    },
+  rig = await buildTradingRig({
+    file: join(dir, 'sessiond.db'),
+    modules: [steady, fixture('throwing.ts'), fixture('exiting.ts'), fixture('hanging.ts'), fixture('slow.ts')],
+    // Long backoff: the neighbour visibly trades while the faulty session is being restarted.
+    runners: { stepTimeoutMs: 400, restartBackoffMs: 200 },
+    paperBroker: { slippageBps: 0, commissionBps: 0 },
+    recover: false,
   });
-  manager = new SessionManager({
-    store,
-    commands: new SqliteCommandLog(store),
-    backtests: new SqliteBacktestRepository(db),
-    brokers: services.brokers,
-    strategies: services.strategies,
-    runner: services.runners,
-    performance: services.runners,
-    thresholds: {
-      backtest: { minReturnPct: 0, maxDrawdownPct: 100, minSharpe: -100, minTrades: 0 },
-      paper: { minRunSeconds: 0, minReturnPct: -100, maxDrawdownPct: 100 },
-    },
-  });
-  services.runners.attach(manager);
+  ({ manager, services } = rig);
 });
 
 test.after.always(async () => {
-  await manager?.close();
-  await services?.close();
-  db?.close();
+  await rig?.close();
 });
 
 function session(id: string, strategyId: string): SessionConfigInput {
@@ -138,7 +104,7 @@ for (const [mode, strategyId, error] of modes) {
     const last = manager.history(faulty).at(-1)!;
     t.like(last, { event: 'RUNNER_FAILED', to: 'stopped', source: 'runner' });
     // One first attempt and two restarts.
-    t.is(services.runnerStates.get(faulty)!.failures, RUNNERS.maxRestarts + 1);
+    t.is(services.runnerStates.get(faulty)!.failures, TEST_RUNNERS.maxRestarts + 1);
 
     // The neighbour traded while the faulty one failed, and carries on after.
     const during = progress(healthy);
@@ -152,12 +118,12 @@ for (const [mode, strategyId, error] of modes) {
 }
 
 test('the pool counts each kind of failure and keeps its threads', async (t) => {
-  await until('all three failures', () => ['throws', 'exits', 'hangs'].every((tag) => store.get(`faulty-${tag}`)?.session.status === 'stopped'), 30_000);
+  await until('all three failures', () => ['throws', 'exits', 'hangs'].every((tag) => rig.store.get(`faulty-${tag}`)?.session.status === 'stopped'), 30_000);
   const stats = services.pool.stats();
   t.true(stats.failedByKind.threw >= 3);
   t.true(stats.failedByKind.exited >= 3);
   t.true(stats.failedByKind.timeout >= 3);
-  await until('threads replaced', () => services.pool.stats().threads === RUNNERS.poolSize);
+  await until('threads replaced', () => services.pool.stats().threads === TEST_RUNNERS.poolSize);
   t.pass();
 });
 

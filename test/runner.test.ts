@@ -1,19 +1,17 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../src/daemon/config.js';
-import { createTradingServices, orderCommandHandlers, type TradingServices } from '../src/daemon/trading.js';
+import { orderCommandHandlers } from '../src/daemon/trading.js';
 import { SessiondError } from '../src/domain/errors.js';
 import type { Fill, Position } from '../src/domain/order.js';
 import { applyFills } from '../src/domain/pnl.js';
 import type { SessionConfigInput } from '../src/domain/session.js';
-import { openDatabase, type Db } from '../src/persistence/database.js';
+import { openDatabase } from '../src/persistence/database.js';
 import type { StoredOrder } from '../src/persistence/order-repository.js';
-import { SqliteBacktestRepository } from '../src/persistence/sqlite-backtest-repository.js';
 import { SqliteOrderRepository } from '../src/persistence/sqlite-order-repository.js';
-import { SqliteCommandLog, SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
-import { SessionManager } from '../src/sessions/session-manager.js';
+import { SqliteCommandLog } from '../src/persistence/sqlite-session-store.js';
 import { tempDir } from './helpers/daemon.js';
+import { buildTradingRig, type TradingRig } from './helpers/trading.js';
 
 // A strategy whose orders are set by its params, written at run time (plain .mjs: any worker loads it).
 const SCRIPTED = `
@@ -41,73 +39,25 @@ export const strategy = {
 };
 `;
 
-const RUNNERS: Config['runners'] = {
-  enabled: true,
-  poolSize: 2,
-  stepTimeoutMs: 1000,
-  maxRestarts: 2,
-  restartBackoffMs: 50,
-  approvalTtlMs: 1500,
-  stateCommitMs: 0,
-  batchWindowMs: 2,
-  maxBatchSize: 64,
-  maxCatchUpSteps: 3,
-  defaultBarIntervalMs: 1000,
-};
-const PAPER: Config['paperBroker'] = { initialCash: 100_000, slippageBps: 5, commissionBps: 1, commissionPerOrder: 0 };
 const THRESHOLDS = {
   backtest: { minReturnPct: 0, maxDrawdownPct: 100, minSharpe: -100, minTrades: 0 },
   paper: { minRunSeconds: 0, minReturnPct: -100, maxDrawdownPct: 100 },
 };
 
-interface Rig {
-  file: string;
-  db: Db;
-  store: SqliteSessionStore;
-  manager: SessionManager;
-  services: TradingServices;
-  close(): Promise<void>;
-}
-
-async function buildRig(file: string, modules: string[], runnerOptions: { stateCommitMs?: number } = {}): Promise<Rig> {
-  const db = openDatabase(file);
-  const store = new SqliteSessionStore(db);
-  const services = await createTradingServices({
-    db,
-    store,
-    config: { runners: RUNNERS, strategies: { modules }, paperBroker: PAPER },
+function buildRig(file: string, modules: string[], runnerOptions: { stateCommitMs?: number } = {}): Promise<TradingRig> {
+  return buildTradingRig({
+    file,
+    modules,
+    runners: { approvalTtlMs: 1500 },
+    thresholds: THRESHOLDS,
     runnerOptions: { markPersistMs: 50, equitySampleMs: 100, ...runnerOptions },
   });
-  const manager = new SessionManager({
-    store,
-    commands: new SqliteCommandLog(store),
-    backtests: new SqliteBacktestRepository(db),
-    brokers: services.brokers,
-    strategies: services.strategies,
-    runner: services.runners,
-    performance: services.runners,
-    thresholds: THRESHOLDS,
-  });
-  services.runners.attach(manager);
-  await manager.recover();
-  return {
-    file,
-    db,
-    store,
-    manager,
-    services,
-    async close() {
-      await manager.close();
-      await services.close();
-      db.close();
-    },
-  };
 }
 
 const dir = tempDir('sessiond-runner-');
 const scriptedPath = join(dir, 'scripted.mjs');
 writeFileSync(scriptedPath, SCRIPTED);
-let rig: Rig;
+let rig: TradingRig;
 test.before(async () => {
   rig = await buildRig(join(dir, 'sessiond.db'), [scriptedPath]);
 });
