@@ -3,7 +3,7 @@ import { BrokerRegistry } from '../brokers/broker-registry.js';
 import { PaperBroker } from '../brokers/paper-broker.js';
 import { createBacktestHandler } from '../commands/backtest-command.js';
 import type { CommandHandler } from '../commands/command-consumer.js';
-import { InternalError, SessiondError, ValidationError, toSessiondError, type ErrorCode } from '../domain/errors.js';
+import { InternalError, ValidationError } from '../domain/errors.js';
 import type { StrategyRef } from '../domain/session.js';
 import type { Db } from '../persistence/database.js';
 import type { CommandLog } from '../persistence/ports.js';
@@ -15,6 +15,7 @@ import { RunnerService, type RunnerLogger, type RunnerServiceOptions } from '../
 import { StrategyPool } from '../runners/strategy-pool.js';
 import type { StrategyDirectory } from '../sessions/ports.js';
 import type { SessionManager } from '../sessions/session-manager.js';
+import { exactlyOnce } from '../sessions/exactly-once.js';
 import { zodIssues } from '../sessions/zod-issues.js';
 import { StrategyCatalog } from '../strategies/catalog.js';
 import type { Config } from './config.js';
@@ -131,35 +132,13 @@ export function strategyDirectory(catalog: StrategyCatalog): StrategyDirectory {
 export function orderCommandHandlers(runners: RunnerService, commands: CommandLog, now: () => Date = () => new Date()): Record<string, CommandHandler> {
   const handler =
     (name: string, apply: (d: OrderDecision) => Promise<unknown>): CommandHandler =>
-    async (data, { commandId }) => {
-      const prior = commands.get(commandId);
-      if (prior !== undefined) {
-        if (prior.outcome === 'ok') return prior.result;
-        throw new SessiondError((prior.errorCode ?? 'INTERNAL') as ErrorCode, prior.errorMessage ?? 'failed', prior.errorDetails);
-      }
+    (data, { commandId }) => {
       const parsed = OrderDecisionSchema.safeParse(data);
       const sessionId = parsed.success ? parsed.data.sessionId : undefined;
-      try {
+      return exactlyOnce(commands, { id: commandId, name, sessionId }, now, async () => {
         if (!parsed.success) throw new ValidationError(`invalid ${name} job: ${zodIssues(parsed.error)}`);
-        const result = await apply(parsed.data);
-        commands.record({ id: commandId, name, sessionId, outcome: 'ok', result, appliedAt: now().toISOString() });
-        return result;
-      } catch (err) {
-        const e = toSessiondError(err);
-        if (commands.get(commandId) === undefined) {
-          commands.record({
-            id: commandId,
-            name,
-            sessionId,
-            outcome: 'error',
-            errorCode: e.code,
-            errorMessage: e.message,
-            errorDetails: e.details,
-            appliedAt: now().toISOString(),
-          });
-        }
-        throw e;
-      }
+        return apply(parsed.data);
+      });
     };
   return {
     'approve-order': handler('approve-order', (d) => runners.approveOrder(d.sessionId, d.clientOrderId)),

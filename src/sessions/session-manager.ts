@@ -9,7 +9,6 @@ import {
   SessiondError,
   ValidationError,
   toSessiondError,
-  type ErrorCode,
   type PrerequisiteCheck,
 } from '../domain/errors.js';
 import {
@@ -37,6 +36,7 @@ import type {
   SessionStore,
   TransitionRecord,
 } from '../persistence/ports.js';
+import { exactlyOnce, recordFailure, replayOutcome, type Recorded } from './exactly-once.js';
 import { GroupCommitter } from './group-committer.js';
 import { KeyedQueue } from './keyed-queue.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from './ports.js';
@@ -103,10 +103,6 @@ interface Entry {
   session: Session;
 }
 
-/** Whether the command record was already written inside the transition's transaction. */
-interface Recorded {
-  done: boolean;
-}
 type CommandName = 'start' | 'pause' | 'resume' | 'stop';
 
 
@@ -225,7 +221,7 @@ export class SessionManager {
   async killSwitch(options: { liveOnly?: boolean; reason?: string } = {}, ctx: CommandContext = {}): Promise<SessionView[]> {
     const commandId = ctx.commandId ?? `kill-switch-${randomUUID()}`;
     const prior = this.opts.commands.get(commandId);
-    if (prior) return replay(prior) as SessionView[];
+    if (prior) return replayOutcome(prior) as SessionView[];
     const ids = new Set([...this.entries.keys(), ...this.queue.keys()]);
     await Promise.all(
       [...ids].map((id) =>
@@ -463,24 +459,8 @@ export class SessionManager {
     }
   }
 
-  /** Exactly-once: a command id already in the log returns its first outcome and changes nothing. */
-  private async once<T>(ctx: CommandContext, name: string, sessionId: string | undefined, fn: (recorded: Recorded) => Promise<T>): Promise<T> {
-    if (ctx.commandId) {
-      const prior = this.opts.commands.get(ctx.commandId);
-      if (prior) return replay(prior) as T;
-    }
-    const recorded: Recorded = { done: false };
-    try {
-      const result = await fn(recorded);
-      if (ctx.commandId && !recorded.done) {
-        this.opts.commands.record({ id: ctx.commandId, name, sessionId, outcome: 'ok', result, appliedAt: this.now().toISOString() });
-      }
-      return result;
-    } catch (err) {
-      const e = toSessiondError(err);
-      if (ctx.commandId) this.recordError(ctx.commandId, name, sessionId, e);
-      throw e;
-    }
+  private once<T>(ctx: CommandContext, name: string, sessionId: string | undefined, fn: (recorded: Recorded) => Promise<T>): Promise<T> {
+    return exactlyOnce(this.opts.commands, { id: ctx.commandId, name, sessionId }, this.now, fn);
   }
 
   private rejectEarly<T>(ctx: CommandContext, name: string, error: SessiondError): Promise<T> {
@@ -488,28 +468,14 @@ export class SessionManager {
       const prior = this.opts.commands.get(ctx.commandId);
       if (prior) {
         try {
-          return Promise.resolve(replay(prior) as T);
+          return Promise.resolve(replayOutcome(prior) as T);
         } catch (e) {
           return Promise.reject(e);
         }
       }
-      this.recordError(ctx.commandId, name, undefined, error);
+      recordFailure(this.opts.commands, { id: ctx.commandId, name }, error, this.now);
     }
     return Promise.reject(error);
-  }
-
-  private recordError(commandId: string, name: string, sessionId: string | undefined, e: SessiondError): void {
-    if (this.opts.commands.get(commandId)) return;
-    this.opts.commands.record({
-      id: commandId,
-      name,
-      sessionId,
-      outcome: 'error',
-      errorCode: e.code,
-      errorMessage: e.message,
-      errorDetails: e.details,
-      appliedAt: this.now().toISOString(),
-    });
   }
 
   private createSessionActor(sessionId: string, at: string, snapshot?: unknown): SessionActor {
@@ -539,9 +505,4 @@ export class SessionManager {
   }
 }
 
-/** A stored outcome, returned or thrown again. */
-function replay(prior: CommandRecord): unknown {
-  if (prior.outcome === 'ok') return prior.result;
-  throw new SessiondError((prior.errorCode ?? 'INTERNAL') as ErrorCode, prior.errorMessage ?? 'failed', prior.errorDetails);
-}
 
