@@ -213,13 +213,19 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   // ---- SessionRunnerPort ----
 
-  async start(session: Session): Promise<void> {
-    if (this.closing !== undefined) return;
+  /** A runner for the session, continuing from its persisted state when it has one. */
+  private register(session: Session): SessionRunner {
     const existing = this.o.runnerStates.get(session.id);
     const r = this.build(session, existing);
     if (existing === undefined) this.o.runnerStates.save(r.record);
     else r.feed.seek(existing.cursor);
     this.runners.set(session.id, r);
+    return r;
+  }
+
+  async start(session: Session): Promise<void> {
+    if (this.closing !== undefined) return;
+    const r = this.register(session);
     await r.lock(() => {
       r.status = 'running';
       r.lastDueAt = Date.now() - r.feed.intervalMs;
@@ -292,11 +298,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   async restore(session: Session): Promise<void> {
     if (this.closing !== undefined) return;
-    const existing = this.o.runnerStates.get(session.id);
-    const r = this.build(session, existing);
-    if (existing === undefined) this.o.runnerStates.save(r.record);
-    else r.feed.seek(existing.cursor);
-    this.runners.set(session.id, r);
+    const r = this.register(session);
     await r.lock(async () => {
       await this.router.reconcile(r);
       if (session.status === 'running') {
