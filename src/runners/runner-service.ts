@@ -214,18 +214,18 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   // ---- SessionRunnerPort ----
 
   /** A runner for the session, continuing from its persisted state when it has one. */
-  private register(session: Session): SessionRunner {
+  private register(session: Session): { r: SessionRunner; resumed: boolean } {
     const existing = this.o.runnerStates.get(session.id);
     const r = this.build(session, existing);
     if (existing === undefined) this.o.runnerStates.save(r.record);
     else r.feed.seek(existing.cursor);
     this.runners.set(session.id, r);
-    return r;
+    return { r, resumed: existing !== undefined };
   }
 
   async start(session: Session): Promise<void> {
     if (this.closing !== undefined) return;
-    const r = this.register(session);
+    const { r } = this.register(session);
     await r.lock(() => {
       r.status = 'running';
       r.lastDueAt = Date.now() - r.feed.intervalMs;
@@ -298,13 +298,13 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   async restore(session: Session): Promise<void> {
     if (this.closing !== undefined) return;
-    const r = this.register(session);
+    const { r, resumed } = this.register(session);
     await r.lock(async () => {
       await this.router.reconcile(r);
       if (session.status === 'running') {
         r.status = 'running';
         // The step at the persisted cursor may have been in flight at the crash: run it before skipping ahead.
-        r.replayFirst = existing !== undefined;
+        r.replayFirst = resumed;
         r.lastDueAt = Date.now() - r.feed.intervalMs;
         this.schedule(r);
       } else {
