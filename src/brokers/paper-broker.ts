@@ -5,6 +5,7 @@ import type { Bar } from '../domain/market.js';
 import type { Fill, Order, Position } from '../domain/order.js';
 import { applyFill, markPosition } from '../domain/pnl.js';
 import type { Db } from '../persistence/database.js';
+import { orderFromColumns } from '../persistence/sqlite-order-repository.js';
 import type {
   Broker,
   BrokerAccount,
@@ -13,6 +14,7 @@ import type {
   BrokerOrderAck,
   BrokerOrderRequest,
 } from './broker.js';
+import { parseRow } from '../persistence/parse-row.js';
 
 export interface PaperBrokerOptions {
   /** The id sessions name as `brokerId`; rows are namespaced by it. @defaultValue 'paper' */
@@ -135,36 +137,9 @@ const PaperPositionRowSchema = z.object({
 
 const PaperAccountRowSchema = z.object({ account_id: z.string(), cash: finite, initial_cash: finite });
 
-function parseRow<S extends z.ZodType>(schema: S, row: unknown, what: string): z.output<S> {
-  const parsed = schema.safeParse(row);
-  if (!parsed.success) {
-    throw new InternalError(`${what} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
-}
-
 type ParsedOrderRow = z.output<typeof PaperOrderRowSchema>;
 
-function rowToOrder(r: ParsedOrderRow): Order {
-  const o: Order = {
-    clientOrderId: r.client_order_id,
-    sessionId: r.session_id,
-    brokerId: r.broker_id,
-    accountId: r.account_id,
-    symbol: r.symbol,
-    side: r.side,
-    qty: r.qty,
-    type: r.type,
-    status: r.status,
-    filledQty: r.filled_qty,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-  if (r.limit_price !== null) o.limitPrice = r.limit_price;
-  if (r.avg_fill_price !== null) o.avgFillPrice = r.avg_fill_price;
-  if (r.reason !== null) o.reason = r.reason;
-  return o;
-}
+const rowToOrder = (r: ParsedOrderRow): Order => orderFromColumns(r);
 
 function rowToFill(row: PaperFillRow): Fill {
   const r = parseRow(PaperFillRowSchema, row, `paper fill ${row.id}`);

@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
-import { InternalError, ValidationError } from '../domain/errors.js';
-import { ORDER_STATUSES, type Fill, type OrderStatus, type Position } from '../domain/order.js';
+import { ValidationError } from '../domain/errors.js';
+import { ORDER_STATUSES, type Fill, type Order, type OrderStatus, type Position } from '../domain/order.js';
 import type { Db } from './database.js';
 import {
   OPEN_ORDER_STATUSES,
@@ -10,6 +10,7 @@ import {
   type OrderStatusChange,
   type StoredOrder,
 } from './order-repository.js';
+import { parseRow } from './parse-row.js';
 
 // ---- mapping: rows <-> domain, in one place; rows are validated when read ----
 
@@ -104,18 +105,28 @@ const PositionRowSchema = z.object({
   updated_at: z.string(),
 });
 
-function parseRow<S extends z.ZodType>(schema: S, row: unknown, what: string): z.output<S> {
-  const parsed = schema.safeParse(row);
-  if (!parsed.success) {
-    throw new InternalError(`${what} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
+/** The order columns the session book (`orders`) and the paper broker (`paper_orders`) both store. */
+export interface OrderColumns {
+  client_order_id: string;
+  session_id: string;
+  broker_id: string;
+  account_id: string;
+  symbol: string;
+  side: Order['side'];
+  qty: number;
+  type: Order['type'];
+  limit_price: number | null;
+  status: Order['status'];
+  filled_qty: number;
+  avg_fill_price: number | null;
+  reason: string | null;
+  created_at: string;
+  updated_at: string;
 }
 
-/** Row -> domain; a corrupt row is an INTERNAL error naming the order, never a silent default. */
-export function rowToOrder(row: OrderRow): StoredOrder {
-  const r = parseRow(OrderRowSchema, row, `order row ${row.client_order_id}`);
-  const o: StoredOrder = {
+/** Validated order columns -> Order: the one mapping both order tables use. */
+export function orderFromColumns(r: OrderColumns): Order {
+  const o: Order = {
     clientOrderId: r.client_order_id,
     sessionId: r.session_id,
     brokerId: r.broker_id,
@@ -132,6 +143,13 @@ export function rowToOrder(row: OrderRow): StoredOrder {
   if (r.limit_price !== null) o.limitPrice = r.limit_price;
   if (r.avg_fill_price !== null) o.avgFillPrice = r.avg_fill_price;
   if (r.reason !== null) o.reason = r.reason;
+  return o;
+}
+
+/** Row -> domain; a corrupt row is an INTERNAL error naming the order, never a silent default. */
+export function rowToOrder(row: OrderRow): StoredOrder {
+  const r = parseRow(OrderRowSchema, row, `order row ${row.client_order_id}`);
+  const o: StoredOrder = orderFromColumns(r);
   if (r.broker_order_id !== null) o.brokerOrderId = r.broker_order_id;
   if (r.expires_at !== null) o.expiresAt = r.expires_at;
   return o;

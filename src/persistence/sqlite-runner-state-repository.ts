@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { InternalError, ValidationError } from '../domain/errors.js';
 import type { Db } from './database.js';
 import type { EquityPoint, RunnerJson, RunnerStateRecord, RunnerStateRepository, SignalRecord } from './runner-state-repository.js';
+import { parseRow } from './parse-row.js';
 
 // ---- rows <-> records, in one place; rows are validated when read ----
 
@@ -84,14 +85,6 @@ const SignalRowSchema = z.object({
   bar_time: int.nullable(),
   created_at: z.string(),
 });
-
-function parseRow<S extends z.ZodType>(schema: S, row: unknown, what: string): z.output<S> {
-  const parsed = schema.safeParse(row);
-  if (!parsed.success) {
-    throw new InternalError(`${what} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
-  }
-  return parsed.data;
-}
 
 function parseJson(text: string, what: string): unknown {
   try {
