@@ -45,12 +45,8 @@ export async function main(): Promise<void> {
   let daemon: Daemon;
   try {
     daemon = await startDaemon(config, logger, {
-      // `metrics` rides along for the runner (runnerStep, runnerFailure, setPoolStatsSource); the trading
-      // wiring picks it up once its context type names it.
-      trading: (ctx) => {
-        const withMetrics = { ...ctx, metrics };
-        return createTradingWiring(withMetrics);
-      },
+      // The runner reports steps, failures and pool stats to the same metrics.
+      trading: (ctx) => createTradingWiring({ ...ctx, metrics }),
       onTransition: (n) => {
         metrics.transition(n.transition);
         bus.publish({ type: 'transition', session: n.session, transition: n.transition });
