@@ -13,6 +13,11 @@ import { CommandConsumer } from '../src/commands/command-consumer.js';
 import type { Session } from '../src/domain/session.js';
 import { SqlitePaperTradingSessionRepository } from '../src/persistence/sqlite-session-repositories.js';
 import { startRedisServer } from '../src/daemon/redis-server.js';
+import { createLogger } from '../src/daemon/logger.js';
+import { pino } from 'pino';
+
+// The daemon logs one line per command: so does the bench (to /dev/null), so its cost is counted.
+const logger = createLogger('info', pino.destination({ dest: '/dev/null', sync: true }));
 import { buildManager, paperConfig } from '../test/helpers/manager.js';
 import { daemonEnv, spawnDaemon, tempDir } from '../test/helpers/daemon.js';
 
@@ -61,7 +66,7 @@ async function sessiondRoundTrip(url: string): Promise<{ samples: number[]; writ
   const writes: number[] = [];
   const m = buildManager({ backgroundCheckpoints: true, extra: { onWrite: (w) => writes.push(w) } });
   const conn = new Redis(url, { maxRetriesPerRequest: null });
-  const consumer = new CommandConsumer(m.manager, { connection: conn, queueName, concurrency: 1 });
+  const consumer = new CommandConsumer(m.manager, { connection: conn, queueName, concurrency: 1, logger });
   await consumer.start();
   const client = new CommandClient({ redisUrl: url, queueName });
   await client.submit('start', paperConfig({ id: 'rt' }));
@@ -122,7 +127,7 @@ async function sessiondThroughput(url: string): Promise<number> {
     }),
   );
   const conn = new Redis(url, { maxRetriesPerRequest: null });
-  const consumer = new CommandConsumer(m.manager, { connection: conn, queueName, concurrency: CONCURRENCY });
+  const consumer = new CommandConsumer(m.manager, { connection: conn, queueName, concurrency: CONCURRENCY, logger });
   let done = 0;
   let failed = 0;
   const t0 = performance.now();

@@ -75,6 +75,20 @@ function parseSnapshot(row: SessionRow): unknown {
   }
 }
 
+/** What a transition changes: only these columns are serialized and written. */
+function lifecycleColumns(s: Session, snapshot: unknown) {
+  return {
+    id: s.id,
+    status: s.status,
+    snapshot: snapshot === undefined || snapshot === null ? null : JSON.stringify(snapshot),
+    stop_reason: s.stopReason ?? null,
+    error: s.error ?? null,
+    started_at: s.startedAt ?? null,
+    stopped_at: s.stoppedAt ?? null,
+    updated_at: s.updatedAt,
+  };
+}
+
 /** SQLite adapter of the manager's write-ahead store and of the command log. */
 export class SqliteSessionStore implements SessionStore {
   private readonly stmts: {
@@ -121,9 +135,10 @@ export class SqliteSessionStore implements SessionStore {
       deleteHistory: db.prepare('DELETE FROM session_transitions WHERE session_id = ?'),
     };
     const apply = (write: SessionWrite): TransitionRecord => {
-      const row = sessionToRow(write.session, write.snapshot);
-      if (write.create) this.stmts.upsert.run(row);
-      else if (this.stmts.update.run(row).changes !== 1) throw new InternalError(`session ${write.session.id} has no row to update`);
+      if (write.create) this.stmts.upsert.run(sessionToRow(write.session, write.snapshot));
+      else if (this.stmts.update.run(lifecycleColumns(write.session, write.snapshot)).changes !== 1) {
+        throw new InternalError(`session ${write.session.id} has no row to update`);
+      }
       // Callers serialize writes per session, so the last seq can be cached; it is read once per session.
       const seq = (this.lastSeq.get(write.session.id) ?? this.stmts.lastSeq.get(write.session.id)?.seq ?? 0) + 1;
       const t = write.transition;
