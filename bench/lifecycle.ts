@@ -61,12 +61,13 @@ async function rawRoundTrip(url: string): Promise<number[]> {
   return samples;
 }
 
-async function sessiondRoundTrip(url: string): Promise<{ samples: number[]; writes: number[] }> {
+async function sessiondRoundTrip(url: string): Promise<{ samples: number[]; writes: number[]; inside: number[] }> {
   const queueName = `rt-${randomUUID()}`;
   const writes: number[] = [];
   const m = buildManager({ backgroundCheckpoints: true, extra: { onWrite: (w) => writes.push(w) } });
   const conn = new Redis(url, { maxRetriesPerRequest: null });
-  const consumer = new CommandConsumer(m.manager, { connection: conn, queueName, concurrency: 1, logger });
+  const inside: number[] = [];
+  const consumer = new CommandConsumer(m.manager, { connection: conn, queueName, concurrency: 1, logger, onOutcome: (o) => inside.push(o.ms) });
   await consumer.start();
   const client = new CommandClient({ redisUrl: url, queueName });
   await client.submit('start', paperConfig({ id: 'rt' }));
@@ -80,7 +81,7 @@ async function sessiondRoundTrip(url: string): Promise<{ samples: number[]; writ
   await consumer.close();
   conn.disconnect();
   await m.close();
-  return { samples, writes };
+  return { samples, writes, inside: inside.slice(-ROUND_TRIPS) };
 }
 
 async function drain(queue: Queue, total: number, worker: Worker): Promise<number> {
@@ -203,11 +204,13 @@ const redis = await startRedisServer();
 try {
   console.log(`sessiond lifecycle bench (node ${process.version}, ${ROUND_TRIPS} round trips, ${THROUGHPUT_COMMANDS} commands over ${THROUGHPUT_SESSIONS} sessions at concurrency ${CONCURRENCY})`);
   const raw = summary(await rawRoundTrip(redis.url));
-  const { samples, writes } = await sessiondRoundTrip(redis.url);
+  const { samples, writes, inside } = await sessiondRoundTrip(redis.url);
   const ours = summary(samples);
   console.log(`round trip, sequential   raw BullMQ no-op   p50 ${ms(raw.p50)}  p99 ${ms(raw.p99)}`);
   console.log(`                         sessiond command   p50 ${ms(ours.p50)}  p99 ${ms(ours.p99)}`);
   console.log(`                         ratio (sessiond / raw)  p50 ${(ours.p50 / raw.p50).toFixed(2)}x  p99 ${(ours.p99 / raw.p99).toFixed(2)}x   (target <= 1.5x)`);
+  const ins = summary(inside);
+  console.log(`of which in the daemon (job taken -> reply ready)  p50 ${ms(ins.p50)}  p99 ${ms(ins.p99)}`);
   const w = summary(writes);
   console.log(`write-ahead transaction  p50 ${ms(w.p50)}  p99 ${ms(w.p99)}`);
 
