@@ -177,6 +177,7 @@ test.serial('/metrics is Prometheus text with every family, counting the command
     'sessiond_pool_queue_size',
     'sessiond_sqlite_write_duration_seconds',
     'sessiond_transitions_total',
+    'sessiond_bar_to_order_seconds',
   ]) {
     t.regex(text, new RegExp(`^# TYPE ${family} `, 'm'), family);
   }

@@ -17,6 +17,7 @@ import { redactUrl } from './config.js';
 export interface RunnerMetrics {
   runnerStep(sessionId?: string): void;
   runnerFailure(kind: string): void;
+  barToOrder(ms: number): void;
   setPoolStatsSource(fn: () => { utilization: number; threads: number; queueSize: number }): void;
 }
 

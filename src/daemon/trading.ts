@@ -168,6 +168,12 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
     logger,
     runnerOptions: {
       onStep: metrics === undefined ? undefined : (e) => (e.ok ? metrics.runnerStep(e.sessionId) : metrics.runnerFailure(e.failure ?? 'error')),
+      onOrder:
+        metrics === undefined
+          ? undefined
+          : (e) => {
+              if (e.latencyMs !== undefined) metrics.barToOrder(e.latencyMs);
+            },
     },
   });
   metrics?.setPoolStatsSource(() => services.pool.stats());

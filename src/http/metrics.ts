@@ -59,6 +59,7 @@ export class Metrics {
   private readonly runnerSteps: Counter;
   private readonly runnerFailures: Counter<'kind'>;
   private readonly sqliteWriteSeconds: Histogram;
+  private readonly barToOrderSeconds: Histogram;
 
   constructor(options: MetricsOptions = {}) {
     const o = { ...DEFAULT_METRICS_OPTIONS, ...options };
@@ -113,6 +114,12 @@ export class Metrics {
       name: 'sessiond_transitions_total',
       help: 'Committed session state transitions',
       labelNames: ['from', 'to', 'event'] as const,
+      registers,
+    });
+    this.barToOrderSeconds = new Histogram({
+      name: 'sessiond_bar_to_order_seconds',
+      help: "From the close of the bar an order was decided on to the broker's acknowledgement",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
     this.runnerSteps = new Counter({ name: 'sessiond_runner_steps_total', help: 'Runner steps evaluated (all sessions)', registers });
@@ -187,6 +194,11 @@ export class Metrics {
    * A runner step was evaluated. The session id is accepted for the caller's convenience but not used
    * as a label: one series per session would grow without bound.
    */
+  /** A placed order's bar-to-acknowledgement latency. */
+  barToOrder(ms: number): void {
+    this.barToOrderSeconds.observe(ms / 1000);
+  }
+
   runnerStep(_sessionId?: string): void {
     this.runnerSteps.inc();
   }
