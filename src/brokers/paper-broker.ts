@@ -5,7 +5,7 @@ import type { Bar } from '../domain/market.js';
 import type { Fill, Order, Position } from '../domain/order.js';
 import { applyFill, markPosition } from '../domain/pnl.js';
 import type { Db } from '../persistence/database.js';
-import { orderFromColumns } from '../persistence/sqlite-order-repository.js';
+import { fillFromColumns, orderFromColumns } from '../persistence/sqlite-order-repository.js';
 import type {
   Broker,
   BrokerAccount,
@@ -142,18 +142,7 @@ type ParsedOrderRow = z.output<typeof PaperOrderRowSchema>;
 const rowToOrder = (r: ParsedOrderRow): Order => orderFromColumns(r);
 
 function rowToFill(row: PaperFillRow): Fill {
-  const r = parseRow(PaperFillRowSchema, row, `paper fill ${row.id}`);
-  return {
-    id: r.id,
-    clientOrderId: r.client_order_id,
-    sessionId: r.session_id,
-    symbol: r.symbol,
-    side: r.side,
-    qty: r.qty,
-    price: r.price,
-    commission: r.commission,
-    at: r.at,
-  };
+  return fillFromColumns(parseRow(PaperFillRowSchema, row, `paper fill ${row.id}`));
 }
 
 function rowToPosition(row: PaperPositionRow): Position {

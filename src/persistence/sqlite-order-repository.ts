@@ -177,8 +177,21 @@ export function orderToRow(o: StoredOrder): OrderRow {
   };
 }
 
-export function rowToFill(row: FillRow): Fill {
-  const r = parseRow(FillRowSchema, row, `fill row ${row.id}`);
+/** The fill columns the session book (`fills`) and the paper broker (`paper_fills`) both store. */
+export interface FillColumns {
+  id: string;
+  client_order_id: string;
+  session_id: string;
+  symbol: string;
+  side: Fill['side'];
+  qty: number;
+  price: number;
+  commission: number;
+  at: string;
+}
+
+/** Validated fill columns -> Fill: the one mapping both fill tables use. */
+export function fillFromColumns(r: FillColumns): Fill {
   return {
     id: r.id,
     clientOrderId: r.client_order_id,
@@ -190,6 +203,10 @@ export function rowToFill(row: FillRow): Fill {
     commission: r.commission,
     at: r.at,
   };
+}
+
+export function rowToFill(row: FillRow): Fill {
+  return fillFromColumns(parseRow(FillRowSchema, row, `fill row ${row.id}`));
 }
 
 export function fillToRow(f: Fill): FillRow {
