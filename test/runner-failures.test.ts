@@ -17,6 +17,7 @@ import type { BatchStepOutcome, EvaluateRequest } from '../src/runners/strategy-
 import { StrategyCatalog } from '../src/strategies/catalog.js';
 import { tempDir } from './helpers/daemon.js';
 import { buildTradingRig, TEST_RUNNERS, type TradingRig } from './helpers/trading.js';
+import { untilWithin } from './helpers/until.js';
 
 // Buys 1 at market every `every` steps (plain .mjs, written at run time).
 const STEADY = `
@@ -64,15 +65,7 @@ function session(id: string, strategyId: string): SessionConfigInput {
   return { id, kind: 'paper', strategy: { id: strategyId }, symbols: ['AAA'], feed: { type: 'synthetic', intervalMs: 10 } };
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = untilWithin(15_000);
 
 const progress = (id: string) => ({
   steps: services.runnerStates.get(id)?.steps ?? 0,

@@ -12,6 +12,7 @@ import { SqliteOrderRepository } from '../src/persistence/sqlite-order-repositor
 import { SqliteCommandLog } from '../src/persistence/sqlite-session-store.js';
 import { tempDir } from './helpers/daemon.js';
 import { buildTradingRig, type TradingRig } from './helpers/trading.js';
+import { untilWithin } from './helpers/until.js';
 
 // A strategy whose orders are set by its params, written at run time (plain .mjs: any worker loads it).
 const SCRIPTED = `
@@ -77,15 +78,7 @@ function session(id: string, params: Record<string, unknown>, extra: Partial<Ses
   };
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = untilWithin(10_000);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const orders = (id: string): StoredOrder[] => rig.services.orders.listBySession(id);

@@ -9,6 +9,7 @@ import type { Fill } from '../src/domain/order.js';
 import type { SessionView } from '../src/domain/session.js';
 import { daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis } from './helpers/redis.js';
+import { untilWithin } from './helpers/until.js';
 
 const counter = fileURLToPath(new URL('./fixtures/strategies/counter.ts', import.meta.url));
 
@@ -45,20 +46,8 @@ function book(file: string, sessionId: string) {
   }
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    let v: T | undefined | false;
-    try {
-      v = fn();
-    } catch {
-      v = undefined; // the file may not exist yet
-    }
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+// The daemon's SQLite file may not exist yet: a throw means "not yet".
+const until = untilWithin(20_000, { pollMs: 50, retryOnError: true });
 
 const isReady = (l: Record<string, unknown>) => l.msg === 'ready';
 
