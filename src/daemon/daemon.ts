@@ -8,7 +8,6 @@ import { SqliteBacktestRepository } from '../persistence/sqlite-backtest-reposit
 import { SqliteCommandLog, SqliteSessionStore } from '../persistence/sqlite-session-store.js';
 import { SessionManager, type TransitionNotice } from '../sessions/session-manager.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from '../sessions/ports.js';
-import { RecordingRunner } from '../runners/recording-runner.js';
 import type { Config } from './config.js';
 import { ensureRedis, type EnsuredRedis } from './redis-server.js';
 import { redactUrl } from './config.js';
@@ -34,8 +33,8 @@ export interface TradingWiring {
 }
 
 export interface DaemonHooks {
-  /** Builds the trading side; without it the daemon runs the RecordingRunner. */
-  trading?: (ctx: { config: Readonly<Config>; db: Db; logger: Logger; store: SqliteSessionStore; metrics?: RunnerMetrics }) => Promise<TradingWiring>;
+  /** Builds the trading side (src/daemon/trading.ts: runners, or the RecordingRunner when runners are disabled). */
+  trading: (ctx: { config: Readonly<Config>; db: Db; logger: Logger; store: SqliteSessionStore; metrics?: RunnerMetrics }) => Promise<TradingWiring>;
   onTransition?: (n: TransitionNotice) => void;
   onOutcome?: (o: CommandOutcome) => void;
   onWrite?: (ms: number) => void;
@@ -57,11 +56,8 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-/** The paper broker always exists; live adapters register here when configured. */
-const PAPER_ONLY: BrokerDirectory = { has: (id) => id === 'paper' };
-
 /** Opens SQLite, recovers every session, then consumes commands. Resolves when ready. */
-export async function startDaemon(config: Readonly<Config>, logger: Logger, hooks: DaemonHooks = {}): Promise<Daemon> {
+export async function startDaemon(config: Readonly<Config>, logger: Logger, hooks: DaemonHooks): Promise<Daemon> {
   const db = openDatabase(config.database.file, { synchronous: config.database.synchronous });
   const store = new SqliteSessionStore(db);
   const checkpointer = startCheckpointer(db);
@@ -75,10 +71,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     void warnOnEviction(redis, logger);
 
-    trading = hooks.trading
-      ? await hooks.trading({ config, db, logger, store })
-      : { runner: new RecordingRunner(), brokers: PAPER_ONLY, performance: { performanceOf: () => ({ returnPct: 0, maxDrawdownPct: 0, trades: 0 }) } };
-    // ^ Without a trading hook no order is ever placed, so a zero return and drawdown is the truth, not a default.
+    trading = await hooks.trading({ config, db, logger, store });
     const manager = new SessionManager({
       store,
       commands: new SqliteCommandLog(store),

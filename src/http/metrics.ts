@@ -44,7 +44,7 @@ const KINDS = ['paper', 'live'] as const;
  *
  * @example
  * const metrics = new Metrics();
- * const daemon = await startDaemon(config, logger, { onOutcome: (o) => metrics.commandOutcome(o) });
+ * const daemon = await startDaemon(config, logger, { trading: createTradingWiring, onOutcome: (o) => metrics.commandOutcome(o) });
  * metrics.setSources({ sessionCounts: () => countSessions(daemon.db), queueDepth: () => daemon.consumer.depth() });
  * const text = await metrics.render();
  */
