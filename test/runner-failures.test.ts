@@ -80,7 +80,9 @@ const modes: [string, string, RegExp][] = [
 
 for (const [mode, strategyId, error] of modes) {
   const tag = mode.split(' ')[0]!;
-  test(`a strategy that ${mode} is restarted with backoff, then stopped with runner_failed; its neighbour keeps trading`, async (t) => {
+  // Serial: each failure mode is measured on its own. Run together on a 2-thread pool, a hung step and a
+  // thread being replaced (its modules reload) can hold both threads at once and starve every neighbour.
+  test.serial(`a strategy that ${mode} is restarted with backoff, then stopped with runner_failed; its neighbour keeps trading`, async (t) => {
     const healthy = `healthy-${tag}`;
     const faulty = `faulty-${tag}`;
     await manager.startSession(session(healthy, 'test-steady'));
