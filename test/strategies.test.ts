@@ -1,9 +1,13 @@
 import test from 'ava';
 import { fileURLToPath } from 'node:url';
+import { buildBook, type StrategyBook } from '../src/domain/book.js';
 import type { Bar, Signal } from '../src/domain/market.js';
+import type { Position } from '../src/domain/order.js';
+import { applyFills } from '../src/domain/pnl.js';
 import {
   StrategyCatalog,
   buyAndHold,
+  rsiFromAverages,
   rsiMeanReversion,
   runStrategyStep,
   smaCrossover,
@@ -20,17 +24,33 @@ function barsFrom(closes: number[], symbol = 'AAA'): Bar[] {
   return closes.map((close, i) => ({ symbol, time: at(i), open: close, high: close, low: close, close, volume: 100 }));
 }
 
-/** Feeds bars in chunks, passing state through a JSON round trip as persistence does. */
-function run(definition: AnyStrategyDefinition, params: Record<string, unknown>, bars: Bar[], chunk = 1): Signal[] {
+/**
+ * Feeds bars in chunks, passing state through a JSON round trip as persistence does, with a book: by default
+ * each step's signals fill in full at the step's last close before the next step (`fill: false`: every
+ * order is refused, the book stays flat).
+ */
+function run(definition: AnyStrategyDefinition, params: Record<string, unknown>, bars: Bar[], chunk = 1, opts: { fill?: boolean; start?: Position[] } = {}): Signal[] {
+  return simulate(definition, params, bars, chunk, opts).signals;
+}
+
+function simulate(definition: AnyStrategyDefinition, params: Record<string, unknown>, bars: Bar[], chunk = 1, opts: { fill?: boolean; start?: Position[] } = {}) {
   const p = definition.paramsSchema.parse(params) as Record<string, unknown>;
   let state: JsonValue = definition.initialState(p);
+  let positions: Position[] = opts.start ?? [];
+  const lastPrices: Record<string, number> = {};
   const signals: Signal[] = [];
+  const books: StrategyBook[] = [];
   for (let i = 0; i < bars.length; i += chunk) {
-    const result = runStrategyStep(definition, state, bars.slice(i, i + chunk), p);
+    const batch = bars.slice(i, i + chunk);
+    for (const b of batch) lastPrices[b.symbol] = b.close;
+    const book = buildBook({ initialEquity: 1000, positions, lastPrices, openOrders: [] });
+    books.push(book);
+    const result = runStrategyStep(definition, state, batch, p, JSON.parse(JSON.stringify(book)) as StrategyBook);
     state = JSON.parse(JSON.stringify(result.state)) as JsonValue;
     signals.push(...result.signals);
+    if (opts.fill ?? true) positions = applyFills(result.signals.map((s) => ({ symbol: s.symbol, side: s.side, qty: s.qty, price: lastPrices[s.symbol]! })), positions);
   }
-  return signals;
+  return { signals, state, books };
 }
 
 /** [key, side, qty] of each signal: the key carries symbol and bar time. */
@@ -60,10 +80,34 @@ test('sma-crossover emits nothing before it has slow + 1 closes, and never sells
   t.is(run(smaCrossover, { fast: 2, slow: 4 }, barsFrom([10, 10, 10, 10, 14])).length, 1);
 });
 
-test('sma-crossover gives the same signals whatever the batch size', (t) => {
-  const one = run(smaCrossover, { fast: 2, slow: 4, qty: 3 }, barsFrom(SMA_CLOSES), 1);
-  t.deepEqual(run(smaCrossover, { fast: 2, slow: 4, qty: 3 }, barsFrom(SMA_CLOSES), 4), one);
-  t.deepEqual(run(smaCrossover, { fast: 2, slow: 4, qty: 3 }, barsFrom(SMA_CLOSES), 100), one);
+test('sma-crossover gives the same state whatever the batch size, and the same signals when no two fall in one step', (t) => {
+  const params = { fast: 2, slow: 4, qty: 3 };
+  const one = simulate(smaCrossover, params, barsFrom(SMA_CLOSES), 1);
+  t.deepEqual(simulate(smaCrossover, params, barsFrom(SMA_CLOSES), 2).signals, one.signals);
+  t.deepEqual(simulate(smaCrossover, params, barsFrom(SMA_CLOSES), 4).state, one.state);
+  t.deepEqual(simulate(smaCrossover, params, barsFrom(SMA_CLOSES), 100).state, one.state);
+  // One order per symbol per step: the buy at bar 5 is not yet in the book when bar 8 crosses below.
+  t.deepEqual(brief(simulate(smaCrossover, params, barsFrom(SMA_CLOSES), 100).signals), [[`AAA:${at(5)}:buy`, 'buy', 3]]);
+});
+
+test('sma-crossover trades from the book: a buy that never fills is never followed by a sell', (t) => {
+  // Every order refused (a risk limit under one order's qty or notional): the book stays flat.
+  const refused = run(smaCrossover, { fast: 2, slow: 4, qty: 3 }, barsFrom(SMA_CLOSES), 1, { fill: false });
+  t.deepEqual(brief(refused), [
+    [`AAA:${at(5)}:buy`, 'buy', 3],
+    [`AAA:${at(11)}:buy`, 'buy', 3],
+  ]);
+});
+
+test('sma-crossover sells exactly what the book holds and places nothing while an order is open', (t) => {
+  const params = smaCrossover.paramsSchema.parse({ fast: 2, slow: 4, qty: 3 });
+  const bars = barsFrom(SMA_CLOSES);
+  let state: JsonValue = smaCrossover.initialState(params);
+  state = runStrategyStep(smaCrossover, state, bars.slice(0, 8), params).state;
+  const held = buildBook({ initialEquity: 1000, positions: applyFills([{ symbol: 'AAA', side: 'buy', qty: 7, price: 10 }]), lastPrices: { AAA: 12 }, openOrders: [] });
+  t.deepEqual(brief(runStrategyStep(smaCrossover, state, bars.slice(8, 9), params, held).signals), [[`AAA:${at(8)}:sell`, 'sell', 7]]);
+  const busy: StrategyBook = { ...held, openOrders: [{ clientOrderId: 'x', symbol: 'AAA', side: 'sell', qty: 7, filledQty: 0, type: 'market', status: 'accepted' }] };
+  t.deepEqual(runStrategyStep(smaCrossover, state, bars.slice(8, 9), params, busy).signals, []);
 });
 
 test('sma-crossover keeps symbols apart in one batch', (t) => {
@@ -84,7 +128,7 @@ test('a re-run of already seen bars emits no signals twice', (t) => {
   const bars = barsFrom(SMA_CLOSES);
   const first = runStrategyStep(smaCrossover, smaCrossover.initialState(params), bars, params);
   const again = runStrategyStep(smaCrossover, first.state, bars.slice(5), params);
-  t.is(first.signals.length, 3);
+  t.is(first.signals.length, 1);
   t.deepEqual(again.signals, []);
   t.deepEqual(again.state, first.state);
 });
@@ -108,11 +152,31 @@ test('rsi-mean-reversion buys below oversold and sells above overbought (Wilder 
   t.regex(signals[1]!.reason!, /RSI 76\.85 above overbought 70/);
 });
 
-test('rsi-mean-reversion gives the same signals whatever the batch size', (t) => {
+test('rsi-mean-reversion gives the same state whatever the batch size, and the same signals when no two fall in one step', (t) => {
   const params = { period: 3, qty: 2 };
-  const one = run(rsiMeanReversion, params, barsFrom(RSI_CLOSES), 1);
-  t.deepEqual(run(rsiMeanReversion, params, barsFrom(RSI_CLOSES), 3), one);
-  t.deepEqual(run(rsiMeanReversion, params, barsFrom(RSI_CLOSES), 50), one);
+  const one = simulate(rsiMeanReversion, params, barsFrom(RSI_CLOSES), 1);
+  t.deepEqual(simulate(rsiMeanReversion, params, barsFrom(RSI_CLOSES), 3).signals, one.signals);
+  t.deepEqual(simulate(rsiMeanReversion, params, barsFrom(RSI_CLOSES), 50).state, one.state);
+});
+
+test('rsi-mean-reversion trades from the book: a level test, never a sell of what it does not hold', (t) => {
+  // Refused entries: tried again on each oversold bar (level), and never a sell.
+  const refused = run(rsiMeanReversion, { period: 3, oversold: 30, overbought: 70, qty: 2 }, barsFrom(RSI_CLOSES), 1, { fill: false });
+  t.deepEqual(brief(refused), [
+    [`AAA:${at(4)}:buy`, 'buy', 2],
+    [`AAA:${at(5)}:buy`, 'buy', 2],
+  ]);
+  // Held before the session's first signal (e.g. 5 from an earlier run): the exit sells those 5.
+  const start = applyFills([{ symbol: 'AAA', side: 'buy', qty: 5, price: 10 }]);
+  const exits = run(rsiMeanReversion, { period: 3, oversold: 30, overbought: 70, qty: 2 }, barsFrom(RSI_CLOSES), 1, { start });
+  t.deepEqual(brief(exits), [[`AAA:${at(7)}:sell`, 'sell', 5]]);
+});
+
+test('rsi is 100 on a series with gains and no losses, 50 on a series that never moves', (t) => {
+  t.is(rsiFromAverages(1.5, 0), 100);
+  t.is(rsiFromAverages(0, 0), 50);
+  t.is(rsiFromAverages(0, 2), 0);
+  t.is(rsiFromAverages(1, 1), 50);
 });
 
 test('buy-and-hold buys each symbol once, on its first bar', (t) => {
@@ -121,6 +185,13 @@ test('buy-and-hold buys each symbol once, on its first bar', (t) => {
     [`AAA:${at(0)}:buy`, 'buy', 4],
     [`BBB:${at(0)}:buy`, 'buy', 4],
   ]);
+  // A refused buy is not tried again.
+  t.deepEqual(brief(run(buyAndHold, { qty: 4 }, barsFrom([1, 2, 3]), 1, { fill: false })), [[`AAA:${at(0)}:buy`, 'buy', 4]]);
+});
+
+test('buy-and-hold does not buy a symbol the book already holds', (t) => {
+  const start = applyFills([{ symbol: 'AAA', side: 'buy', qty: 4, price: 1 }]);
+  t.deepEqual(brief(run(buyAndHold, { qty: 4 }, [...barsFrom([1, 2], 'AAA'), ...barsFrom([5], 'BBB')], 3, { start })), [[`BBB:${at(0)}:buy`, 'buy', 4]]);
 });
 
 test('catalog resolves a built-in with defaults applied', (t) => {

@@ -1,4 +1,7 @@
 import test from 'ava';
+import { buildBook } from '../src/domain/book.js';
+import type { Position } from '../src/domain/order.js';
+import { applyFills } from '../src/domain/pnl.js';
 import { fileURLToPath } from 'node:url';
 import type { Bar } from '../src/domain/market.js';
 import { StrategyPool, StrategyStepError } from '../src/runners/strategy-pool.js';
@@ -25,11 +28,16 @@ test('state round-trips through the pool and the signals match a main-thread run
   let localState: JsonValue = poolState;
   const poolKeys: string[] = [];
   const localKeys: string[] = [];
+  let positions: Position[] = [];
   for (let i = 0; i < closes.length; i += 2) {
     const batch = bars(closes.slice(i, i + 2), 'AAA', i);
-    const remote = await shared.evaluate({ sessionId: 's-roundtrip', strategyId: 'sma-crossover', params, state: poolState, bars: batch });
-    const local = runStrategyStep(definition, localState, batch, params);
+    // The book crosses to the worker with the bars: each step's signals fill before the next step.
+    const book = buildBook({ initialEquity: 1000, positions, lastPrices: { AAA: batch.at(-1)!.close }, openOrders: [] });
+    const remote = await shared.evaluate({ sessionId: 's-roundtrip', strategyId: 'sma-crossover', params, state: poolState, bars: batch, book });
+    const local = runStrategyStep(definition, localState, batch, params, book);
     t.deepEqual(remote.state, local.state);
+    t.deepEqual(remote.signals, local.signals);
+    positions = applyFills(local.signals.map((s) => ({ symbol: s.symbol, side: s.side, qty: s.qty, price: batch.at(-1)!.close })), positions);
     poolState = remote.state;
     localState = local.state;
     poolKeys.push(...remote.signals.map((s) => s.key));

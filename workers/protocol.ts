@@ -1,7 +1,7 @@
 // The typed messages between StrategyPool (main thread) and strategy-worker (worker threads).
 // Types and constants only: both sides import this file.
 import type { Bar, Signal } from '../src/domain/market.js';
-import type { JsonValue, StrategyParams } from '../src/strategies/strategy-api.js';
+import type { JsonValue, StrategyBook, StrategyParams } from '../src/strategies/strategy-api.js';
 
 /** `workerData` every strategy worker starts with. */
 export interface StrategyWorkerData {
@@ -24,6 +24,8 @@ export interface EvaluateTask {
   params: StrategyParams;
   state: JsonValue;
   bars: Bar[];
+  /** The session's book beside the bars (positions, open orders, cash, equity, buying power). */
+  book: StrategyBook;
 }
 
 /** Failure codes a worker reports in a result (the thread itself stayed healthy). */

@@ -71,7 +71,7 @@ export async function evaluate(task: EvaluateTask): Promise<EvaluateResult> {
   }
   progress(task.taskId, 'step');
   try {
-    const { state, signals } = runStrategyStep(entry.definition, task.state, task.bars, params);
+    const { state, signals } = runStrategyStep(entry.definition, task.state, task.bars, params, task.book);
     return { ok: true, state, signals };
   } catch (err) {
     return failure('STRATEGY_THREW', err);
@@ -136,7 +136,7 @@ export async function evaluateBatch(task: EvaluateBatchTask): Promise<EvaluateBa
     }
     mark(BATCH_PHASE.step, i);
     try {
-      const { state, signals } = runStrategyStep(entry.definition, step.state, step.bars, params.params);
+      const { state, signals } = runStrategyStep(entry.definition, step.state, step.bars, params.params, step.book);
       results[i] = { ok: true, state, signals };
     } catch (err) {
       results[i] = failure('STRATEGY_THREW', err);

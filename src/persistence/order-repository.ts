@@ -44,6 +44,8 @@ export interface OrderRepository {
   listBySession(sessionId: string, filter?: OrderListFilter): StoredOrder[];
   /** Orders in OPEN_ORDER_STATUSES. */
   countOpen(sessionId: string): number;
+  /** The orders countOpen counts, oldest first (a prepared statement: the runner reads it every step). */
+  listOpen(sessionId: string): StoredOrder[];
   /** Status changes of one order, oldest first. */
   history(clientOrderId: string): OrderStatusChange[];
   /** Records a fill once: returns false (and changes nothing) when a fill with that id exists. */

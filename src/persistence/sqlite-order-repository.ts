@@ -319,6 +319,7 @@ export class SqliteOrderRepository implements OrderRepository {
     addHistory: Statement<[string, string, string | null, string]>;
     history: Statement<[string], { client_order_id: string; status: string; reason: string | null; at: string }>;
     countOpen: Statement<[string], { n: number }>;
+    listOpen: Statement<[string], OrderRow>;
     addFill: Statement<[FillRow]>;
     listFills: Statement<[string], FillRow>;
     positions: Statement<[string], PositionRow>;
@@ -344,6 +345,7 @@ export class SqliteOrderRepository implements OrderRepository {
       addHistory: db.prepare('INSERT INTO order_status_history (client_order_id, status, reason, at) VALUES (?, ?, ?, ?)'),
       history: db.prepare('SELECT client_order_id, status, reason, at FROM order_status_history WHERE client_order_id = ? ORDER BY id'),
       countOpen: db.prepare(`SELECT COUNT(*) AS n FROM orders WHERE session_id = ? AND status IN (${OPEN_LIST})`),
+      listOpen: db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE session_id = ? AND status IN (${OPEN_LIST}) ORDER BY created_at, rowid`),
       addFill: db.prepare(`
         INSERT INTO fills (id, client_order_id, session_id, symbol, side, qty, price, commission, at)
         VALUES (@id, @client_order_id, @session_id, @symbol, @side, @qty, @price, @commission, @at)
@@ -415,6 +417,10 @@ export class SqliteOrderRepository implements OrderRepository {
 
   countOpen(sessionId: string): number {
     return this.stmts.countOpen.get(sessionId)?.n ?? 0;
+  }
+
+  listOpen(sessionId: string): StoredOrder[] {
+    return this.stmts.listOpen.all(sessionId).map((r) => rowToOrder(r));
   }
 
   history(clientOrderId: string): OrderStatusChange[] {

@@ -1,5 +1,6 @@
 import { PaperBroker, type PaperBrokerOptions } from '../brokers/paper-broker.js';
 import type { BacktestMetrics } from '../domain/backtest.js';
+import { buildBook, type BookOrder } from '../domain/book.js';
 import { ValidationError } from '../domain/errors.js';
 import type { Fill, Order, Position } from '../domain/order.js';
 import { applyFill, countTrades, markPosition, performanceMetrics, totalPnl, utcDayStart } from '../domain/pnl.js';
@@ -80,7 +81,7 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
     const fills: Fill[] = [];
     const refused: Order[] = [];
     const submitted = new Set<string>();
-    const open = new Set<string>();
+    const open = new Map<string, BookOrder>();
     const equity: EquityPoint[] = [];
     let state = strategy.initialState(params) as JsonValue;
     let steps = 0;
@@ -105,9 +106,11 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
         if (p !== undefined && p.qty !== 0) positions.set(bar.symbol, markPosition(p, bar.close));
       }
       bars += batch.length;
+      // The book a session's step would see: fills at these bars' opens included.
+      const book = buildBook({ initialEquity: initialCash, positions: positions.values(), lastPrices: Object.fromEntries(lastPrice), openOrders: [...open.values()] });
       const result: StepResult = options.pool
-        ? await options.pool.evaluate({ sessionId: id, strategyId: strategy.id, params, state, bars: batch })
-        : runStrategyStep(strategy, state, batch, params);
+        ? await options.pool.evaluate({ sessionId: id, strategyId: strategy.id, params, state, bars: batch, book })
+        : runStrategyStep(strategy, state, batch, params, book);
       state = result.state;
       const time = batch[batch.length - 1]!.time;
       for (const signal of result.signals) {
@@ -139,7 +142,9 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
         }
         const ack = await broker.submit(order);
         submitted.add(clientOrderId);
-        if (ack.order.status === 'accepted') open.add(clientOrderId);
+        if (ack.order.status === 'accepted') {
+          open.set(clientOrderId, { clientOrderId, symbol: order.symbol, side: order.side, qty: order.qty, filledQty: 0, type: order.type, status: 'accepted', ...(order.limitPrice !== undefined ? { limitPrice: order.limitPrice } : {}) });
+        }
       }
       equity.push({ at: time, equity: initialCash + totalPnl([...positions.values()]) });
       steps++;

@@ -18,6 +18,7 @@ import type { EquityPoint, RunnerStateRecord, RunnerStateRepository, SignalRecor
 import type { PerformanceSource, SessionPerformance, SessionRunnerPort } from '../sessions/ports.js';
 import type { AnyStrategyDefinition, JsonValue, StrategyParams } from '../strategies/strategy-api.js';
 import { OrderRouter, type OrderEvent } from './order-router.js';
+import { sessionBook } from './session-book.js';
 import { SessionRunner } from './session-runner.js';
 import { StepScheduler } from './step-scheduler.js';
 import type { BatchStepOutcome, EvaluateRequest } from './strategy-pool.js';
@@ -643,7 +644,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
         runner: r,
         epoch: r.epoch,
         dueAt: pending.dueAt,
-        request: { sessionId: r.id, strategyId: r.definition!.id, params: r.params, state: r.state, bars: pending.bars },
+        request: { sessionId: r.id, strategyId: r.definition!.id, params: r.params, state: r.state, bars: pending.bars, book: sessionBook(r, this.o.orders) },
         poolMs: 0,
         batchSize: 0,
       });

@@ -5,7 +5,7 @@ import { Piscina } from 'piscina';
 import type { Bar, Signal } from '../domain/market.js';
 import { StrategyNotFoundError, ValidationError } from '../domain/errors.js';
 import { resolveModulePaths } from '../strategies/catalog.js';
-import { describeNonJson, type JsonValue, type StrategyParams } from '../strategies/strategy-api.js';
+import { EMPTY_BOOK, describeNonJson, type JsonValue, type StrategyBook, type StrategyParams } from '../strategies/strategy-api.js';
 import {
   BATCH_CONTROL,
   BATCH_PHASE,
@@ -67,6 +67,8 @@ export interface EvaluateRequest {
   params: StrategyParams;
   state: JsonValue;
   bars: Bar[];
+  /** The session's book the step sees beside the bars. @defaultValue EMPTY_BOOK */
+  book?: StrategyBook | undefined;
 }
 
 export interface EvaluateResponse {
@@ -236,6 +238,7 @@ export class StrategyPool {
     const problem =
       describeNonJson(request.state, 'state') ??
       describeNonJson(request.params, 'params') ??
+      (request.book === undefined ? null : describeNonJson(request.book, 'book')) ??
       (Array.isArray(request.bars) ? null : 'bars must be an array');
     if (problem !== null) {
       throw this.#fail(new ValidationError(`step of session ${request.sessionId} rejected: ${problem}`));
@@ -250,6 +253,7 @@ export class StrategyPool {
       params: request.params,
       state: request.state,
       bars: request.bars,
+      book: request.book ?? EMPTY_BOOK,
     };
     let result: EvaluateResult;
     try {
@@ -275,7 +279,7 @@ export class StrategyPool {
    *   on in shared memory, so a hung step is named and failed as `timeout`, and its thread is replaced;
    * - when the task fails as a whole (a thread exit, a hang, a value that cannot be cloned), every other
    *   step of the batch is run again one per task, so only the culprit fails. Steps are pure functions of
-   *   (state, bars, params), so running one again is safe.
+   *   (state, bars, params, book), so running one again is safe.
    * Never rejects except with StrategyPoolClosedError.
    */
   async evaluateBatch(requests: readonly EvaluateRequest[]): Promise<BatchStepOutcome[]> {
@@ -289,7 +293,7 @@ export class StrategyPool {
       taskId,
       control,
       base: pending.base,
-      steps: requests.map((r) => ({ sessionId: r.sessionId, strategyId: r.strategyId, params: r.params, state: r.state, bars: r.bars })),
+      steps: requests.map((r) => ({ sessionId: r.sessionId, strategyId: r.strategyId, params: r.params, state: r.state, bars: r.bars, book: r.book ?? EMPTY_BOOK })),
     };
     this.#batches.add(pending);
     this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepMs);

@@ -1,6 +1,9 @@
 import type { z } from 'zod';
 import type { Bar, Signal } from '../domain/market.js';
+import { EMPTY_BOOK, type StrategyBook } from '../domain/book.js';
 import { ValidationError } from '../domain/errors.js';
+
+export { EMPTY_BOOK, hasOpenOrder, heldQty, type BookOrder, type BookPosition, type StrategyBook } from '../domain/book.js';
 
 /** A value that survives both `JSON.stringify`/`JSON.parse` and structured clone unchanged. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
@@ -25,8 +28,14 @@ export interface StepResult<S extends JsonValue = JsonValue> {
  *   id: 'buy-once',
  *   name: 'Buy once',
  *   paramsSchema: z.object({ qty: z.number().positive().default(1) }).strict(),
- *   initialState: () => ({ bought: false }),
- *   step: (state, bars, params) => ...,
+ *   initialState: () => ({}),
+ *   // Buys once per symbol, from the book: never while holding it or while an order for it can still fill.
+ *   step: (state, bars, params, book) => ({
+ *     state,
+ *     signals: bars
+ *       .filter((b) => heldQty(book, b.symbol) === 0 && !hasOpenOrder(book, b.symbol) && book.buyingPower >= params.qty * b.close)
+ *       .map((b) => ({ key: `${b.symbol}:${b.time}:buy`, symbol: b.symbol, side: 'buy', qty: params.qty, type: 'market' })),
+ *   }),
  * });
  */
 export interface StrategyDefinition<P extends StrategyParams = StrategyParams, S extends JsonValue = JsonValue> {
@@ -40,10 +49,16 @@ export interface StrategyDefinition<P extends StrategyParams = StrategyParams, S
   initialState(params: P): S;
   /**
    * Consumes one batch of bars (oldest first, possibly several symbols) and returns the next
-   * state and the signals. Must be synchronous and deterministic: the same state, bars and
-   * params give the same result, and each signal's `key` is derived from its input.
+   * state and the signals. Must be synchronous and deterministic: the same state, bars, params
+   * and book give the same result, and each signal's `key` is derived from its input.
+   *
+   * `book` is the session's book after these bars reached the broker (fills at their opens
+   * included): positions (qty, average price, last close), orders that can still fill, cash,
+   * equity and buying power (see StrategyBook). It is built from what is persisted, so it is the
+   * same after a restart and in a backtest. Trade from it rather than from signals you emitted: an
+   * order may be refused by a risk control, rejected by the broker, or not filled yet.
    */
-  step(state: S, bars: readonly Bar[], params: P): StepResult<S>;
+  step(state: S, bars: readonly Bar[], params: P, book: StrategyBook): StepResult<S>;
 }
 
 /** A definition with its types erased, as registries hold it. */
@@ -94,7 +109,7 @@ export function parseStrategyParams<P extends StrategyParams>(
 
 /**
  * Runs one step and checks its output, the same way in a worker thread and in the main thread
- * (backtests, benchmarks).
+ * (backtests, benchmarks). Without `book` the step sees EMPTY_BOOK (flat, no orders, no cash).
  * @throws Error when the strategy throws or returns something that is not a valid StepResult.
  */
 export function runStrategyStep(
@@ -102,8 +117,9 @@ export function runStrategyStep(
   state: JsonValue,
   bars: readonly Bar[],
   params: StrategyParams,
+  book: StrategyBook = EMPTY_BOOK,
 ): StepResult {
-  const result: unknown = definition.step(state, bars, params);
+  const result: unknown = definition.step(state, bars, params, book);
   const problem = describeInvalidStepResult(result);
   if (problem !== null) {
     throw new Error(`strategy ${definition.id} returned an invalid step result: ${problem}`);
