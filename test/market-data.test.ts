@@ -1,7 +1,8 @@
 import test from 'ava';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Bar } from '../src/domain/market.js';
-import { createFeed, parseBarsCsv, seedFromSymbols, type Feed } from '../src/market-data/index.js';
+import { BarFiles, BarsCsvParser, createFeed, loadFeed, parseBarsCsv, parseBarsCsvRows, seedFromSymbols, type Feed } from '../src/market-data/index.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const take = (feed: Feed, n: number): Bar[][] => Array.from({ length: n }, () => feed.next()!);
@@ -89,24 +90,47 @@ test('parseBarsCsv reads ISO and epoch-ms times, any column order, quoted fields
   t.deepEqual(bars[0], { symbol: 'AAA', time: Date.UTC(2024, 2, 1, 14, 30), open: 10, high: 11, low: 9, close: 10.5, volume: 100 });
 });
 
-test('parseBarsCsv names the line and the problem of a bad row', (t) => {
+test('parseBarsCsv names the line and the problem of a bad row, never its content', (t) => {
   const header = 'time,symbol,open,high,low,close,volume';
   const bad = (row: string): string =>
     t.throws(() => parseBarsCsv(`${header}\n2024-03-01T14:30:00Z,AAA,10,11,9,10.5,100\n\n${row}`, { source: 'bars.csv' }))!.message;
-  t.is(bad('2024-03-01T14:31:00Z,AAA,10,11,9,abc,100'), 'bars.csv:4: close "abc" is not a number');
-  t.is(bad('2024-03-01T14:31:00Z,AAA,10,11,9,,100'), 'bars.csv:4: close "" is not a number');
-  t.is(bad('yesterday,AAA,10,11,9,10,100'), 'bars.csv:4: time "yesterday" is neither epoch milliseconds nor ISO-8601');
+  t.is(bad('2024-03-01T14:31:00Z,AAA,10,11,9,abc,100'), 'bars.csv:4: close is not a number');
+  t.is(bad('2024-03-01T14:31:00Z,AAA,10,11,9,,100'), 'bars.csv:4: close is empty');
+  t.is(bad('yesterday,AAA,10,11,9,10,100'), 'bars.csv:4: time is neither epoch milliseconds nor ISO-8601');
   t.is(bad('2024-03-01T14:31:00Z,AAA,10,11,9,10'), 'bars.csv:4: expected 7 fields, got 6');
-  t.is(bad('2024-03-01T14:31:00Z,AAA,10,9.5,9,10,100'), 'bars.csv:4: high 9.5 is below open 10');
-  t.is(bad('2024-03-01T14:31:00Z,AAA,-1,11,9,10,100'), 'bars.csv:4: open -1 must be positive');
+  t.is(bad('2024-03-01T14:31:00Z,AAA,10,9.5,9,10,100'), 'bars.csv:4: high is below open');
+  t.is(bad('2024-03-01T14:31:00Z,AAA,-1,11,9,10,100'), 'bars.csv:4: open must be positive');
+  t.is(bad('2024-03-01T14:31:00Z,AAA,0,11,9,10,100'), 'bars.csv:4: open must be positive');
+  t.is(bad('2024-03-01T14:31:00Z,secret$value,10,11,9,10,100'), 'bars.csv:4: symbol is not a valid symbol (1-32 of A-Z a-z 0-9 . _ / -)');
+  t.is(bad('2024-03-01T14:30:00Z,AAA,10,11,9,10,100'), 'bars.csv:4: a second bar for the same symbol and time as line 2');
+  t.is(bad('2024-03-01T14:29:00Z,AAA,10,11,9,10,100'), "bars.csv:4: older than the same symbol's bar on line 2 (each symbol's rows must be in time order)");
   const error = t.throws(() => parseBarsCsv('time,open,high,low,close\n1,1,1,1,1'));
   t.is((error as { code?: string }).code, 'VALIDATION_ERROR');
   t.regex(error!.message, /no symbol column/);
   t.regex(t.throws(() => parseBarsCsv('time,symbol,open,high,close\n'))!.message, /csv:1: header has no low column/);
 });
 
-test('a replay feed groups rows by time, keeps only the session symbols and ends with null', (t) => {
-  const feed = createFeed({ type: 'replay', file: fixture('bars-two-symbols.csv') }, ['AAA', 'BBB']);
+test('each symbol must be in time order, but symbols may come one after the other', (t) => {
+  const bars = parseBarsCsv(
+    ['time,symbol,open,high,low,close', '2,AAA,1,1,1,1', '3,AAA,1,1,1,1', '1,BBB,1,1,1,1', '2,BBB,1,1,1,1'].join('\n'),
+  );
+  t.deepEqual(bars.map((b) => `${b.symbol}${b.time}`), ['AAA2', 'AAA3', 'BBB1', 'BBB2']);
+});
+
+test('BarsCsvParser gives the same rows however the text is chunked', (t) => {
+  const text = readFileSync(fixture('bars-two-symbols.csv'), 'utf8').replace(/\n/g, '\r\n');
+  const whole = parseBarsCsvRows(text);
+  for (const size of [1, 2, 7, 64]) {
+    const parser = new BarsCsvParser();
+    for (let i = 0; i < text.length; i += size) parser.push(text.slice(i, i + size));
+    t.deepEqual(parser.end(), whole, `chunks of ${size}`);
+  }
+});
+
+const files = new BarFiles({ dirs: [fixture('')] });
+
+test('a replay feed groups rows by time, keeps only the session symbols and ends with null', async (t) => {
+  const feed = await loadFeed({ type: 'replay', file: fixture('bars-two-symbols.csv') }, ['AAA', 'BBB'], { files });
   t.is(feed.intervalMs, 0, 'no speed: as fast as possible');
   t.is(feed.length, 4);
   const batches: Bar[][] = [];
@@ -128,37 +152,37 @@ test('a replay feed groups rows by time, keeps only the session symbols and ends
   t.is(feed.cursor, 4);
 });
 
-test('replay pacing is the bar spacing divided by speed', (t) => {
-  const relative = { baseDir: fileURLToPath(new URL('./fixtures/', import.meta.url)) };
-  const feed = createFeed({ type: 'replay', file: 'bars-one-symbol.csv', speed: 60, barsPerStep: 2 }, ['SPY'], relative);
+test('replay pacing is the bar spacing divided by speed; a relative file is in the first data directory', async (t) => {
+  const feed = await loadFeed({ type: 'replay', file: 'bars-one-symbol.csv', speed: 60, barsPerStep: 2 }, ['SPY'], { files });
   t.is(feed.intervalMs, 2000);
   const first = feed.next()!;
   t.deepEqual(first.map((b) => [b.symbol, b.time]), [['SPY', 1709303400000], ['SPY', 1709303460000]]);
   t.is(feed.cursor, 2);
-  t.is(createFeed({ type: 'replay', file: 'bars-one-symbol.csv', speed: 60 }, ['SPY'], { ...relative, accelerated: true }).intervalMs, 0);
+  t.is((await loadFeed({ type: 'replay', file: 'bars-one-symbol.csv', speed: 60 }, ['SPY'], { files, accelerated: true })).intervalMs, 0);
+  t.throws(() => createFeed({ type: 'replay', file: 'bars-one-symbol.csv' }, ['SPY']), { message: /needs its file read first/ });
 });
 
-test('a replay feed rejects a bad line, a missing file, a missing symbol and a symbol-less file for several symbols', (t) => {
-  const badLine = t.throws(() => createFeed({ type: 'replay', file: fixture('bars-bad-row.csv') }, ['AAA']));
+test('a replay feed rejects a bad line, a missing file, a missing symbol and a symbol-less file for several symbols', async (t) => {
+  const badLine = await t.throwsAsync(loadFeed({ type: 'replay', file: fixture('bars-bad-row.csv') }, ['AAA'], { files }));
   t.is((badLine as { code?: string }).code, 'VALIDATION_ERROR');
-  t.is(badLine!.message, `${fixture('bars-bad-row.csv')}:4: high 10.1 is below low 10.2`);
-  const missing = t.throws(() => createFeed({ type: 'replay', file: fixture('nope.csv') }, ['AAA']));
-  t.regex(missing!.message, /^feed\.file: cannot read .*nope\.csv \(ENOENT\)$/);
+  t.is(badLine!.message, `${fixture('bars-bad-row.csv')}:4: high is below low`);
+  const missing = await t.throwsAsync(loadFeed({ type: 'replay', file: fixture('nope.csv') }, ['AAA'], { files }));
+  t.regex(missing!.message, /^feed\.file: ".*nope\.csv" cannot be read \(ENOENT\)$/);
   t.regex(
-    t.throws(() => createFeed({ type: 'replay', file: fixture('bars-two-symbols.csv') }, ['AAA', 'ZZZ']))!.message,
+    (await t.throwsAsync(loadFeed({ type: 'replay', file: fixture('bars-two-symbols.csv') }, ['AAA', 'ZZZ'], { files })))!.message,
     /has no bars for ZZZ$/,
   );
   t.regex(
-    t.throws(() => createFeed({ type: 'replay', file: fixture('bars-one-symbol.csv') }, ['AAA', 'BBB']))!.message,
-    /no symbol column and the session has several symbols/,
+    (await t.throwsAsync(loadFeed({ type: 'replay', file: fixture('bars-one-symbol.csv') }, ['AAA', 'BBB'], { files })))!.message,
+    /bars-one-symbol\.csv:1: header has no symbol column and the session has several symbols/,
   );
 });
 
-test('a replay feed names both lines of a duplicate bar', (t) => {
+test('a replay feed names both lines of a bar out of order, and refuses a symbol twice', async (t) => {
   const file = fixture('bars-duplicate.csv');
   t.is(
-    t.throws(() => createFeed({ type: 'replay', file }, ['AAA']))!.message,
-    `${file}:4: second AAA bar at 2024-03-01T14:30:00.000Z (first on line 2)`,
+    (await t.throwsAsync(loadFeed({ type: 'replay', file }, ['AAA'], { files })))!.message,
+    `${file}:4: older than the same symbol's bar on line 3 (each symbol's rows must be in time order)`,
   );
   t.throws(() => createFeed({ type: 'replay', file }, ['AAA', 'AAA']), { message: /symbols must be distinct/ });
 });

@@ -26,7 +26,7 @@ test('a backtest run whose result passes lets a live start through; one that fai
   const dir = tempDir();
   const rig = await buildTradingRig({ file: join(dir, 'sessiond.db'), thresholds: THRESHOLDS });
   const { manager, services } = rig;
-  const backtest = createBacktestHandler({ manager, catalog: services.catalog, pool: services.pool });
+  const backtest = createBacktestHandler({ manager, catalog: services.catalog, pool: services.pool, files: services.barFiles });
   try {
     // Paper sessions of both strategies trade on a fast synthetic feed for over a second, then stop.
     for (const id of ['sma-crossover', 'rsi-mean-reversion']) {

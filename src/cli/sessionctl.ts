@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CommandClient, CommandTimeoutError } from '../commands/command-client.js';
 import { SessiondError } from '../domain/errors.js';
@@ -169,13 +168,13 @@ export function buildProgram(submit: (name: string, data: unknown, opts: { comma
     .command('run')
     .description('run a strategy over CSV bars in the daemon (worker pool + paper broker) and record the result')
     .requiredOption('--strategy <id>', 'strategy id')
-    .requiredOption('--data <file.csv>', 'bars: time,symbol,open,high,low,close,volume')
+    .requiredOption('--data <file.csv>', "bars (time,symbol,open,high,low,close,volume) under the daemon's marketData.dirs; a relative path is taken in the first of them")
     .option('--params <json>', 'strategy params as JSON')
     .option('--symbols <list>', 'comma-separated symbols (default: every symbol in the file)')
     .option('--risk <json>', 'risk controls as JSON')
     .option('--id <commandId>', 'command id')
     .action(async (o: { strategy: string; data: string; params?: string; symbols?: string; risk?: string; id?: string }) => {
-      const data: Record<string, unknown> = { strategyId: o.strategy, data: resolve(o.data) };
+      const data: Record<string, unknown> = { strategyId: o.strategy, data: o.data };
       if (o.params) data.params = parseJsonOption(o.params, '--params');
       if (o.symbols) data.symbols = o.symbols.split(',').map((s) => s.trim()).filter(Boolean);
       if (o.risk) data.riskControls = parseJsonOption(o.risk, '--risk');

@@ -1,10 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { ValidationError } from '../domain/errors.js';
 import { RiskControlsSchema } from '../domain/session.js';
+import { BarFiles } from '../market-data/bar-files.js';
 import { createFeed } from '../market-data/feed.js';
-import { parseBarsCsv } from '../market-data/csv.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import { zodIssues } from '../sessions/zod-issues.js';
 import type { StrategyCatalog } from '../strategies/catalog.js';
@@ -15,8 +13,11 @@ import type { CommandHandler } from './command-consumer.js';
 export const BacktestCommandSchema = z
   .object({
     strategyId: z.string().min(1).max(128),
-    /** Absolute path of a CSV (`time,symbol,open,high,low,close,volume`) readable by the daemon. */
-    data: z.string().min(1).refine(isAbsolute, 'must be an absolute path (sessionctl resolves it)'),
+    /**
+     * A CSV (`time,symbol,open,high,low,close,volume`) under the daemon's data directories
+     * (`marketData.dirs`); a relative path resolves against the first of them.
+     */
+    data: z.string().min(1).max(4096),
     params: z.record(z.string(), z.unknown()).default({}),
     /** Default: every symbol in the file. */
     symbols: z.array(z.string().min(1)).min(1).optional(),
@@ -30,6 +31,8 @@ export interface BacktestCommandDeps {
   /** The daemon's worker pool: the backtest's steps run isolated, like a session's. */
   pool: BacktestRunOptions['pool'];
   paperBroker?: BacktestRunOptions['paperBroker'];
+  /** Where `data` may be read from (the daemon's config.marketData). @defaultValue new BarFiles() */
+  files?: BarFiles;
 }
 
 /**
@@ -38,19 +41,19 @@ export interface BacktestCommandDeps {
  * per command id: a redelivered job returns the recorded result without running again).
  */
 export function createBacktestHandler(deps: BacktestCommandDeps): CommandHandler {
+  const files = deps.files ?? new BarFiles();
   return async (data, { commandId }) => {
     const parsed = BacktestCommandSchema.safeParse(data);
     if (!parsed.success) throw new ValidationError(`invalid backtest job: ${zodIssues(parsed.error)}`);
     const d = parsed.data;
     const strategy = deps.catalog.get(d.strategyId);
-    let text: string;
-    try {
-      text = readFileSync(d.data, 'utf8');
-    } catch (err) {
-      throw new ValidationError(`backtest data ${d.data} cannot be read: ${(err as Error).message}`);
+    // Read once, checked and without blocking the event loop (see BarFiles); the same rules as a replay session's.
+    const table = await files.load(d.data, 'data');
+    if (d.symbols === undefined && !table.hasSymbolColumn) {
+      throw new ValidationError(`${d.data}:${table.headerLine}: header has no symbol column: name the symbol (symbols)`);
     }
-    const symbols = d.symbols ?? [...new Set(parseBarsCsv(text, { source: d.data }).map((b) => b.symbol))];
-    const feed = createFeed({ type: 'replay', file: d.data }, symbols, { accelerated: true });
+    const symbols = d.symbols ?? [...table.symbols];
+    const feed = createFeed({ type: 'replay', file: d.data }, symbols, { accelerated: true, table });
     const run = await runBacktest({
       strategy,
       params: d.params,

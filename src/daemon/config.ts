@@ -55,6 +55,7 @@ export const ConfigSchema = z
       .object({ initialCash: z.number().positive(), slippageBps: nonNegative, commissionBps: nonNegative, commissionPerOrder: nonNegative })
       .strict(),
     inspect: z.object({ enabled: z.boolean(), port: z.number().int().min(1).max(65535) }).strict(),
+    marketData: z.object({ dirs: z.array(z.string().min(1)).min(1), maxFileBytes: positiveInt }).strict(),
     shutdown: z.object({ drainTimeoutMs: positiveInt }).strict(),
   })
   .strict()
@@ -77,7 +78,7 @@ export class ConfigError extends Error {
 }
 
 /** Env variable -> config path and type. */
-const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool' }> = {
+const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool' | 'paths' }> = {
   REDIS_URL: { path: ['redis', 'url'], type: 'string' },
   SESSIOND_REDIS_EMBEDDED: { path: ['redis', 'embedded'], type: 'bool' },
   SESSIOND_DB: { path: ['database', 'file'], type: 'string' },
@@ -97,6 +98,7 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   SESSIOND_INSPECT_PORT: { path: ['inspect', 'port'], type: 'int' },
   SESSIOND_REDIS_DIR: { path: ['redis', 'embeddedDir'], type: 'string' },
   SESSIOND_DRAIN_TIMEOUT_MS: { path: ['shutdown', 'drainTimeoutMs'], type: 'int' },
+  SESSIOND_DATA_DIRS: { path: ['marketData', 'dirs'], type: 'paths' },
 };
 
 export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));
@@ -143,6 +145,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, defaultFile = D
     let parsed: unknown = value;
     if (spec.type === 'int') {
       parsed = /^-?\d+$/.test(value) ? Number(value) : value;
+    } else if (spec.type === 'paths') {
+      parsed = value.split(':').filter((p) => p !== '');
     } else if (spec.type === 'bool') {
       parsed = value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
     }

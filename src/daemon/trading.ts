@@ -4,6 +4,7 @@ import { PaperBroker } from '../brokers/paper-broker.js';
 import { createBacktestHandler } from '../commands/backtest-command.js';
 import type { CommandHandler } from '../commands/command-consumer.js';
 import { InternalError, ValidationError } from '../domain/errors.js';
+import { BarFiles } from '../market-data/bar-files.js';
 import type { StrategyRef } from '../domain/session.js';
 import type { Db } from '../persistence/database.js';
 import type { CommandLog } from '../persistence/ports.js';
@@ -43,6 +44,8 @@ export interface TradingServices {
   runnerStates: SqliteRunnerStateRepository;
   runners: RunnerService;
   strategies: StrategyDirectory;
+  /** The bar files commands may name (replay feeds, backtests): config.marketData. */
+  barFiles: BarFiles;
   /** Closes the runners, the pool and the broker (not the database). Idempotent. */
   close(): Promise<void>;
 }
@@ -50,7 +53,8 @@ export interface TradingServices {
 export interface CreateTradingServicesOptions {
   db: Db;
   store: Pick<SqliteSessionStore, 'get' | 'updatePositions'>;
-  config: Pick<Config, 'runners' | 'strategies' | 'paperBroker'>;
+  /** Without `marketData`, bar files are read from ./data/bars with the default size limit. */
+  config: Pick<Config, 'runners' | 'strategies' | 'paperBroker'> & Partial<Pick<Config, 'marketData'>>;
   logger?: RunnerLogger | undefined;
   /** Overrides of the runner service's options (tests, benchmarks). */
   runnerOptions?: Partial<Omit<RunnerServiceOptions, 'sessions' | 'pool' | 'strategies' | 'brokers' | 'orders' | 'runnerStates'>>;
@@ -75,6 +79,7 @@ export async function createTradingServices(options: CreateTradingServicesOption
   const brokers = new BrokerRegistry().register(paper);
   const orders = new SqliteOrderRepository(db);
   const runnerStates = new SqliteRunnerStateRepository(db);
+  const barFiles = new BarFiles(config.marketData === undefined ? {} : { dirs: config.marketData.dirs, maxFileBytes: config.marketData.maxFileBytes });
   const runners = new RunnerService({
     sessions: store,
     pool,
@@ -91,6 +96,7 @@ export async function createTradingServices(options: CreateTradingServicesOption
     maxCatchUpSteps: config.runners.maxCatchUpSteps,
     defaultBarIntervalMs: config.runners.defaultBarIntervalMs,
     initialEquity: config.paperBroker.initialCash,
+    barFiles,
     logger,
     ...options.runnerOptions,
   });
@@ -104,6 +110,7 @@ export async function createTradingServices(options: CreateTradingServicesOption
     runnerStates,
     runners,
     strategies: strategyDirectory(catalog),
+    barFiles,
     close() {
       closing ??= (async () => {
         await runners.close();
@@ -178,14 +185,14 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
   });
   metrics?.setPoolStatsSource(() => services.pool.stats());
   logger.info(
-    { poolSize: config.runners.poolSize, strategies: services.catalog.list().map((s) => s.id) },
+    { poolSize: config.runners.poolSize, strategies: services.catalog.list().map((s) => s.id), dataDirs: services.barFiles.dirs },
     'runners enabled',
   );
   let manager: SessionManager | undefined;
   const backtest: CommandHandler = (data, ctx) => {
     if (manager === undefined) return Promise.reject(new InternalError('the trading wiring is not attached to a session manager'));
     // Steps run in the daemon's pool (isolated, timed out) with a paper broker like the daemon's.
-    return createBacktestHandler({ manager, catalog: services.catalog, pool: services.pool, paperBroker: { ...config.paperBroker } })(data, ctx);
+    return createBacktestHandler({ manager, catalog: services.catalog, pool: services.pool, files: services.barFiles, paperBroker: { ...config.paperBroker } })(data, ctx);
   };
   return {
     runner: services.runners,

@@ -1,6 +1,7 @@
 import type { Bar } from '../domain/market.js';
 import type { FeedConfig } from '../domain/session.js';
 import { ValidationError } from '../domain/errors.js';
+import type { BarFiles, BarTable } from './bar-files.js';
 import { createReplayFeed } from './replay-feed.js';
 import { createSyntheticFeed, seedFromSymbols } from './synthetic-feed.js';
 
@@ -34,11 +35,8 @@ export interface CreateFeedOptions {
    * @defaultValue false
    */
   accelerated?: boolean;
-  /**
-   * Directory a relative replay `file` resolves against.
-   * @defaultValue `process.cwd()`
-   */
-  baseDir?: string;
+  /** A replay feed's bars, as BarFiles.load read its `file` (loadFeed reads it). */
+  table?: BarTable;
   /**
    * Epoch ms of a synthetic feed's first bar. Keep it fixed per session: signal keys contain bar times.
    * @defaultValue 2024-01-01T00:00:00Z
@@ -48,7 +46,8 @@ export interface CreateFeedOptions {
 
 /**
  * The feed a session's config asks for; no config means a synthetic feed seeded from the symbols.
- * @throws ValidationError for an empty symbol list or an unreadable / invalid replay file.
+ * A replay feed needs its file's bars in `opts.table`: use loadFeed, which reads them.
+ * @throws ValidationError for an empty symbol list, a bad config or replay bars that do not fit.
  * @example
  * const feed = createFeed({ type: 'synthetic', seed: 7 }, ['AAPL', 'MSFT'], { accelerated: true });
  * const batch = feed.next(); // one bar for AAPL, one for MSFT
@@ -70,12 +69,30 @@ export function createFeed(config: FeedConfig | undefined, symbols: string[], op
       accelerated,
     });
   }
+  if (opts.table === undefined) throw new ValidationError('a replay feed needs its file read first (loadFeed)');
   return createReplayFeed({
     symbols,
-    file: config.file,
-    baseDir: opts.baseDir ?? process.cwd(),
+    table: opts.table,
     speed: config.speed,
     barsPerStep: config.barsPerStep ?? 1,
     accelerated,
   });
+}
+
+/**
+ * createFeed, reading a replay feed's file through `files` first (async, checked: see BarFiles).
+ * @throws ValidationError as createFeed and BarFiles.load, naming `feed.file`.
+ * @example
+ * const feed = await loadFeed({ type: 'replay', file: 'spy.csv' }, ['SPY'], { files });
+ */
+export async function loadFeed(
+  config: FeedConfig | undefined,
+  symbols: string[],
+  opts: Omit<CreateFeedOptions, 'table'> & { files: BarFiles },
+): Promise<Feed> {
+  const { files, ...rest } = opts;
+  if (config?.type !== 'replay') return createFeed(config, symbols, rest);
+  // Symbols first: a bad symbol list is refused before any file is touched.
+  if (symbols.length === 0) throw new ValidationError('a feed needs at least one symbol');
+  return createFeed(config, symbols, { ...rest, table: await files.load(config.file, 'feed.file') });
 }

@@ -1,15 +1,12 @@
-import { readFileSync } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
 import type { Bar } from '../domain/market.js';
 import { ValidationError } from '../domain/errors.js';
-import { parseBarsCsvRows, type CsvBarRow } from './csv.js';
+import type { BarTable } from './bar-files.js';
 import type { Feed } from './feed.js';
 
 export interface ReplayFeedOptions {
   symbols: readonly string[];
-  /** CSV path; relative paths resolve against `baseDir`. */
-  file: string;
-  baseDir: string;
+  /** The file's bars, as BarFiles.load read them. */
+  table: BarTable;
   /** Replay speed factor; undefined replays as fast as possible. */
   speed: number | undefined;
   barsPerStep: number;
@@ -18,25 +15,18 @@ export interface ReplayFeedOptions {
 }
 
 /**
- * Replays bars from a CSV file (see parseBarsCsv), grouped by bar time, keeping only the
- * session's symbols. `intervalMs` is the file's typical (median) bar spacing times
- * `barsPerStep`, divided by `speed`.
- * @throws ValidationError when the file cannot be read, a row is invalid (naming its line),
- * a symbol has two rows at one time, or a session symbol has no rows.
+ * Replays bars from a CSV file (see parseBarsCsv, BarFiles), grouped by bar time, keeping only the
+ * session's symbols. `intervalMs` is the file's typical (median) bar spacing times `barsPerStep`,
+ * divided by `speed`. Rows of different symbols may come in any order (a file grouped by symbol is
+ * fine); each symbol's own rows are in time order, or BarFiles refused the file.
+ * @throws ValidationError when a session symbol has no rows, or the file has no symbol column and the
+ * session several symbols.
  */
 export function createReplayFeed(options: ReplayFeedOptions): Feed {
   const o = options;
   if (!Number.isInteger(o.barsPerStep) || o.barsPerStep < 1) throw new ValidationError('feed.barsPerStep must be a positive integer');
   if (o.speed !== undefined && !(o.speed > 0)) throw new ValidationError('feed.speed must be positive');
-  const path = resolvePath(o.baseDir, o.file);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
-    throw new ValidationError(`feed.file: cannot read ${path} (${reason})`);
-  }
-  const groups = groupByTime(loadRows(text, path, o.symbols), o.symbols, path);
+  const groups = groupByTime(barsFor(o.table, o.symbols), o.symbols);
   const spacing = medianSpacing(groups.map((g) => g[0]!.time));
   const intervalMs = o.accelerated || o.speed === undefined ? 0 : (spacing * o.barsPerStep) / o.speed;
   let cursor = 0;
@@ -46,7 +36,7 @@ export function createReplayFeed(options: ReplayFeedOptions): Feed {
     symbols: Object.freeze([...o.symbols]),
     intervalMs,
     length: groups.length,
-    dataRef: `replay:${path}`,
+    dataRef: `replay:${o.table.path}`,
     get cursor() {
       return cursor;
     },
@@ -65,37 +55,33 @@ export function createReplayFeed(options: ReplayFeedOptions): Feed {
   };
 }
 
-function loadRows(text: string, source: string, symbols: readonly string[]): CsvBarRow[] {
-  const rows = parseBarsCsvRows(text, {
-    source,
-    ...(symbols.length === 1 ? { defaultSymbol: symbols[0]! } : {}),
-  });
+/** The session's bars of the table (a symbol-less file's rows take the one session symbol). */
+function barsFor(table: BarTable, symbols: readonly string[]): Bar[] {
+  if (!table.hasSymbolColumn) {
+    if (symbols.length !== 1) {
+      throw new ValidationError(`${table.name}:${table.headerLine}: header has no symbol column and the session has several symbols`);
+    }
+    const symbol = symbols[0]!;
+    return table.rows.map((r) => ({ ...r.bar, symbol }));
+  }
   const wanted = new Set(symbols);
-  const kept = rows.filter((r) => wanted.has(r.bar.symbol));
-  const missing = symbols.filter((s) => !kept.some((r) => r.bar.symbol === s));
-  if (missing.length > 0) throw new ValidationError(`feed.file: ${source} has no bars for ${missing.join(', ')}`);
+  const kept = table.rows.filter((r) => wanted.has(r.bar.symbol)).map((r) => r.bar);
+  const present = new Set(kept.map((b) => b.symbol));
+  const missing = symbols.filter((s) => !present.has(s));
+  if (missing.length > 0) throw new ValidationError(`feed.file: ${JSON.stringify(table.name)} has no bars for ${missing.join(', ')}`);
   return kept;
 }
 
-function groupByTime(rows: CsvBarRow[], symbols: readonly string[], source: string): Bar[][] {
+function groupByTime(bars: Bar[], symbols: readonly string[]): Bar[][] {
   const order = new Map(symbols.map((s, i) => [s, i]));
-  const sorted = [...rows].sort(
-    (a, b) => a.bar.time - b.bar.time || order.get(a.bar.symbol)! - order.get(b.bar.symbol)! || a.line - b.line,
-  );
+  // Stable, and each symbol has at most one bar per time (BarFiles checked): one bar per symbol per group.
+  const sorted = [...bars].sort((a, b) => a.time - b.time || order.get(a.symbol)! - order.get(b.symbol)!);
   const groups: Bar[][] = [];
-  let prev: CsvBarRow | undefined;
-  for (const row of sorted) {
-    if (prev !== undefined && prev.bar.time === row.bar.time) {
-      if (prev.bar.symbol === row.bar.symbol) {
-        throw new ValidationError(
-          `${source}:${row.line}: second ${row.bar.symbol} bar at ${new Date(row.bar.time).toISOString()} (first on line ${prev.line})`,
-        );
-      }
-      groups.at(-1)!.push(row.bar);
-    } else {
-      groups.push([row.bar]);
-    }
-    prev = row;
+  let prev: Bar | undefined;
+  for (const bar of sorted) {
+    if (prev !== undefined && prev.time === bar.time) groups.at(-1)!.push(bar);
+    else groups.push([bar]);
+    prev = bar;
   }
   return groups;
 }

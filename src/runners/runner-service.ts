@@ -10,7 +10,8 @@ import { countTrades, totalPnl } from '../domain/pnl.js';
 import { isDailyLossBreached } from '../domain/risk.js';
 import type { Bar } from '../domain/market.js';
 import type { FeedConfig, Session } from '../domain/session.js';
-import { createFeed, type Feed } from '../market-data/feed.js';
+import { BarFiles } from '../market-data/bar-files.js';
+import { loadFeed, type Feed } from '../market-data/feed.js';
 import { fnv1a } from '../market-data/synthetic-feed.js';
 import type { OrderRepository, StoredOrder } from '../persistence/order-repository.js';
 import type { StoredSession } from '../persistence/ports.js';
@@ -99,8 +100,8 @@ export interface RunnerServiceOptions {
    * @defaultValue 0
    */
   stateCommitMs?: number;
-  /** Directory relative replay files resolve against. @defaultValue process.cwd() */
-  feedBaseDir?: string;
+  /** Where replay feeds' files are read from (data directories, size limit). @defaultValue new BarFiles() */
+  barFiles?: BarFiles;
   /** Clock of order timestamps and approval expiry. @defaultValue () => new Date() */
   now?: () => Date;
   logger?: RunnerLogger | undefined;
@@ -163,8 +164,8 @@ interface Prepared {
  * runners.attach(manager);
  */
 export class RunnerService implements SessionRunnerPort, PerformanceSource {
-  private readonly o: Readonly<Required<Omit<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'feedBaseDir'>>> &
-    Pick<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'feedBaseDir'>;
+  private readonly o: Readonly<Required<Omit<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep'>>> &
+    Pick<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep'>;
   private readonly runners = new Map<string, SessionRunner>();
   private readonly scheduler: StepScheduler<SessionRunner>;
   private readonly router: OrderRouter;
@@ -179,7 +180,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   private counters = { steps: 0, failedSteps: 0, batches: 0, ordersPlaced: 0 };
 
   constructor(options: RunnerServiceOptions) {
-    const o = { ...DEFAULT_RUNNER_SERVICE_OPTIONS, now: () => new Date(), ...stripUndefined(options) } as Required<RunnerServiceOptions>;
+    const o = { ...DEFAULT_RUNNER_SERVICE_OPTIONS, now: () => new Date(), barFiles: new BarFiles(), ...stripUndefined(options) } as Required<RunnerServiceOptions>;
     for (const key of ['maxRestarts', 'restartBackoffMs', 'maxCatchUpSteps', 'batchWindowMs', 'stateCommitMs'] as const) {
       if (!Number.isInteger(o[key]) || o[key] < 0) throw new ValidationError(`options.${key} must be a non-negative integer`);
     }
@@ -215,18 +216,27 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   // ---- SessionRunnerPort ----
 
   /** A runner for the session, continuing from its persisted state when it has one. */
-  private register(session: Session): { r: SessionRunner; resumed: boolean } {
+  private async register(session: Session): Promise<{ r: SessionRunner; resumed: boolean }> {
     const existing = this.o.runnerStates.get(session.id);
-    const r = this.build(session, existing);
+    const r = await this.build(session, existing);
     if (existing === undefined) this.o.runnerStates.save(r.record);
     else r.feed.seek(existing.cursor);
     this.runners.set(session.id, r);
     return { r, resumed: existing !== undefined };
   }
 
+  /**
+   * Checks a start's market data before the session is created: a replay file the rules refuse (outside the
+   * data directories, not a regular file, too large) or a backtest would refuse (a bad row, a duplicate or
+   * out-of-order bar, no bars, a missing symbol) rejects the `start` with VALIDATION_ERROR (file and line).
+   */
+  async checkStart(config: Pick<Session, 'id' | 'feed' | 'symbols'>): Promise<void> {
+    await loadFeed(feedConfigOf(config, this.o.defaultBarIntervalMs), config.symbols, { files: this.o.barFiles, startTime: 0 });
+  }
+
   async start(session: Session): Promise<void> {
     if (this.closing !== undefined) return;
-    const { r } = this.register(session);
+    const { r } = await this.register(session);
     await r.lock(() => {
       r.status = 'running';
       r.lastDueAt = Date.now() - r.feed.intervalMs;
@@ -249,7 +259,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     if (this.closing !== undefined) return;
     let r = this.runners.get(session.id);
     if (r === undefined || r.status === 'failed' || r.status === 'stopped') {
-      r = this.build(session, this.o.runnerStates.get(session.id));
+      r = await this.build(session, this.o.runnerStates.get(session.id));
       r.feed.seek(r.record.cursor);
       this.runners.set(session.id, r);
     }
@@ -274,7 +284,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
       const record = this.o.runnerStates.get(session.id);
       // Never ran here (e.g. started while runners were disabled): only its book, if any, needs settling.
       if (record === undefined && this.o.orders.countOpen(session.id) === 0) return;
-      r = this.build(session, record, { lenient: true });
+      r = await this.build(session, record, { lenient: true });
       r.feed.seek(r.record.cursor);
       await r.lock(() => this.router.reconcile(r!));
     }
@@ -299,7 +309,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   async restore(session: Session): Promise<void> {
     if (this.closing !== undefined) return;
-    const { r, resumed } = this.register(session);
+    const { r, resumed } = await this.register(session);
     await r.lock(async () => {
       await this.router.reconcile(r);
       if (session.status === 'running') {
@@ -409,7 +419,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   // ---- the loop ----
 
-  private build(session: Session, record: RunnerStateRecord | undefined, opts: { lenient?: boolean } = {}): SessionRunner {
+  private async build(session: Session, record: RunnerStateRecord | undefined, opts: { lenient?: boolean } = {}): Promise<SessionRunner> {
     let definition: AnyStrategyDefinition | undefined;
     let params: StrategyParams = session.strategy.params ?? {};
     try {
@@ -426,10 +436,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     // A phase per session (from its id) inside the bar interval: sessions started together do not all
     // become due at the same instant, so load is smooth instead of one burst per interval.
     const startTime = record?.startTime ?? (barMs === undefined ? now : now - (fnv1a(session.id) % barMs));
-    const feed: Feed = createFeed(config, session.symbols, {
-      startTime,
-      ...(this.o.feedBaseDir !== undefined ? { baseDir: this.o.feedBaseDir } : {}),
-    });
+    const feed: Feed = await loadFeed(config, session.symbols, { startTime, files: this.o.barFiles });
     const at = this.o.now().toISOString();
     const rec: RunnerStateRecord = record ?? {
       sessionId: session.id,

@@ -5,6 +5,11 @@ import type { Session, StrategyRef } from '../domain/session.js';
  * Failures are reported back through SessionManager.handleRunnerFailure, never thrown from here.
  */
 export interface SessionRunnerPort {
+  /**
+   * Optional: checks a `start`'s config before anything is written (e.g. that its replay file can be read
+   * and is valid); a throw rejects the command (VALIDATION_ERROR).
+   */
+  checkStart?(config: Pick<Session, 'id' | 'feed' | 'symbols'>): Promise<void>;
   /** The session entered `running` from `created`. */
   start(session: Session): Promise<void>;
   pause(session: Session): Promise<void>;

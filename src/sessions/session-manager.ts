@@ -165,6 +165,8 @@ export class SessionManager {
             if (!prereq.allPassed) throw new PrerequisitesNotMetError(strategy.id, prereq.checks);
           }
           if (!this.opts.brokers.has(config.brokerId)) throw new BrokerNotFoundError(config.brokerId);
+          // Refused now (file and line), not accepted as running and failed by its runner later.
+          await this.opts.runner.checkStart?.({ id, feed: config.feed, symbols: config.symbols });
           const at = this.now().toISOString();
           const session: Session = {
             id,

@@ -91,6 +91,8 @@ export function daemonEnv(redisUrl: string, dir: string, extra: Record<string, s
   return {
     REDIS_URL: redisUrl,
     SESSIOND_DB: join(dir, 'sessiond.db'),
+    // Replay and backtest files the tests write beside the database may be read.
+    SESSIOND_DATA_DIRS: dir,
     SESSIOND_QUEUE: `test-${Math.random().toString(36).slice(2)}`,
     ...extra,
   };

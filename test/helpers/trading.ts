@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import type { Config } from '../../src/daemon/config.js';
 import { createTradingServices, type CreateTradingServicesOptions, type TradingServices } from '../../src/daemon/trading.js';
 import { openDatabase, type Db } from '../../src/persistence/database.js';
@@ -34,6 +35,8 @@ export interface TradingRigOptions {
   modules?: string[];
   runners?: Partial<Config['runners']>;
   paperBroker?: Partial<Config['paperBroker']>;
+  /** Where replay and backtest files may be read from. @defaultValue the SQLite file's directory, 64 MiB */
+  marketData?: Partial<Config['marketData']>;
   thresholds?: PrerequisiteThresholds;
   runnerOptions?: CreateTradingServicesOptions['runnerOptions'];
   /** Recover persisted sessions before returning. @defaultValue true */
@@ -60,6 +63,7 @@ export async function buildTradingRig(o: TradingRigOptions): Promise<TradingRig>
       runners: { ...TEST_RUNNERS, ...o.runners },
       strategies: { modules: o.modules ?? [] },
       paperBroker: { ...TEST_PAPER_BROKER, ...o.paperBroker },
+      marketData: { dirs: [dirname(o.file)], maxFileBytes: 64 * 1024 * 1024, ...o.marketData },
     },
     runnerOptions: o.runnerOptions,
   });
