@@ -144,6 +144,11 @@ export function buildProgram(submit: (name: string, data: unknown, opts: { comma
       submit('list-sessions', { activeOnly: Boolean(o.active), ...(o.status ? { status: o.status } : {}), ...(o.kind ? { kind: o.kind } : {}) }, {}),
     );
 
+  program
+    .command('command <commandId>')
+    .description("a command's recorded outcome, from the daemon's SQLite (outlives Redis)")
+    .action(async (commandId: string) => submit('get-command', { commandId }, {}));
+
   const backtest = program.command('backtest').description('backtest results');
   backtest
     .command('record')

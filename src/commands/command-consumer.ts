@@ -1,18 +1,23 @@
-import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Queue, UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { ValidationError, toSessiondError, type SessiondError } from '../domain/errors.js';
+import { CommandNotFoundError, ValidationError, toSessiondError, type SessiondError } from '../domain/errors.js';
+import { ID_RULE, describeId, isValidId } from '../domain/ids.js';
+import type { CommandRecord } from '../persistence/ports.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import { zodIssues } from '../sessions/zod-issues.js';
 import {
   DEFAULT_QUEUE_NAME,
   DEFAULT_QUEUE_PREFIX,
+  GetCommandSchema,
   GetSessionSchema,
+  KNOWN_COMMANDS,
   KillSwitchSchema,
   ListSessionsSchema,
   READ_ONLY_COMMANDS,
   SessionCommandSchema,
 } from './schemas.js';
+import { CommandWorker, UnreadableJobData, unreadableReason } from './job-reader.js';
 import type { z } from 'zod';
 
 export interface CommandOutcome {
@@ -74,7 +79,7 @@ export class CommandConsumer {
    * error message, which never echoes job data), so it skips redaction: deep redaction cost ~10x a line.
    */
   private readonly commandLog: Logger | undefined;
-  private worker: Worker | undefined;
+  private worker: CommandWorker | undefined;
   private queue: Queue | undefined;
   private closing: Promise<void> | undefined;
 
@@ -96,8 +101,10 @@ export class CommandConsumer {
    */
   async start(): Promise<{ settled: number }> {
     this.queue = new Queue(this.o.queueName, { connection: this.o.connection, prefix: this.o.prefix });
+    // Without a listener BullMQ prints the error (with a Redis client's command args: a password) to stderr.
+    this.queue.on('error', (err) => this.onWorkerError(err));
     const settled = await this.settleOrphans(this.queue);
-    this.worker = new Worker(this.o.queueName, (job) => this.process(job), {
+    this.worker = new CommandWorker(this.o.queueName, (job) => this.process(job), {
       connection: this.o.connection,
       prefix: this.o.prefix,
       concurrency: this.o.concurrency,
@@ -106,7 +113,7 @@ export class CommandConsumer {
       maxStalledCount: this.o.maxStalledCount,
       autorun: true,
     });
-    this.worker.on('error', (err) => this.o.logger?.warn({ err: err.message }, 'command worker error (Redis unreachable?)'));
+    this.worker.on('error', (err) => this.onWorkerError(err));
     return { settled };
   }
 
@@ -138,6 +145,8 @@ export class CommandConsumer {
   execute(name: string, data: unknown, commandId: string): Promise<unknown> {
     const ctx = { commandId, source: 'command' };
     try {
+      // Only the contract's names: a lookup on a plain object would find `constructor`, `toString`, ...
+      if (!KNOWN_COMMANDS.has(name)) throw new ValidationError(`unknown command ${describeId(name)}`);
       switch (name) {
         case 'start':
           return this.manager.startSession(data, ctx);
@@ -163,10 +172,16 @@ export class CommandConsumer {
           return Promise.resolve(this.manager.getSession(parse(GetSessionSchema, data, name).sessionId));
         case 'list-sessions':
           return Promise.resolve(this.manager.listSessions(parse(ListSessionsSchema, data ?? {}, name)));
+        case 'get-command': {
+          const id = parse(GetCommandSchema, data, name).commandId;
+          const record = this.manager.commandRecord(id);
+          if (!record) throw new CommandNotFoundError(id);
+          return Promise.resolve(commandRecordView(record));
+        }
         default: {
-          const handler = this.o.handlers[name];
+          const handler = Object.hasOwn(this.o.handlers, name) ? this.o.handlers[name] : undefined;
           if (handler) return handler(data, { commandId });
-          throw new ValidationError(`unknown command "${name}"`);
+          throw new ValidationError(`command ${describeId(name)} is not available in this daemon (runners disabled?)`);
         }
       }
     } catch (err) {
@@ -179,6 +194,8 @@ export class CommandConsumer {
     const sessionId = sessionIdOf(job.data);
     const commandId = job.id ?? `${job.name}-${job.timestamp}`;
     try {
+      if (job.data instanceof UnreadableJobData) throw new ValidationError(job.data.reason);
+      if (!isValidId(commandId)) throw new ValidationError(`command id ${describeId(commandId)} breaks the id rule (${ID_RULE})`);
       const result = await this.execute(job.name, job.data, commandId);
       this.report(job.name, commandId, sessionId, t0);
       return result;
@@ -189,7 +206,61 @@ export class CommandConsumer {
     }
   }
 
-  private report(name: string, commandId: string, sessionId: string | undefined, t0: number, err?: SessiondError): void {
+  /** Worker errors, logged as what they are: a lost lock is not an unreachable Redis. */
+  private onWorkerError(err: Error): void {
+    const log = this.o.logger;
+    const message = err.message;
+    if (/^Missing lock for job|could not renew lock/.test(message)) {
+      log?.warn({ err: message }, 'a command job lost its lock (the daemon was paused or busy past queue.lockDurationMs); BullMQ redelivers it and the command log answers it');
+    } else if (err instanceof SyntaxError || /JSON/.test(message)) {
+      log?.warn({ err: message }, 'a job in Redis is not readable; moving unreadable active jobs aside');
+      void this.sweepUnreadable();
+    } else if (/ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EPIPE|Connection is closed|connect|Stream isn't writeable/i.test(message)) {
+      log?.warn({ err: message }, 'command worker: Redis unreachable; retrying');
+    } else {
+      log?.warn({ err: message }, 'command worker error');
+    }
+  }
+
+  private key(suffix: string): string {
+    return `${this.o.prefix}:${this.o.queueName}:${suffix}`;
+  }
+
+  /** Active jobs whose hash BullMQ cannot parse are moved to `failed` (VALIDATION_ERROR), never left to loop. */
+  private async sweepUnreadable(): Promise<void> {
+    try {
+      for (const id of await this.o.connection.lrange(this.key('active'), 0, -1)) {
+        const raw = await this.o.connection.hgetall(this.key(id));
+        const reason = Object.keys(raw).length === 0 ? undefined : unreadableReason(raw);
+        if (reason !== undefined) await this.moveAside(id, reason);
+      }
+    } catch (err) {
+      this.o.logger?.warn({ err: (err as Error).message }, 'could not sweep unreadable jobs');
+    }
+  }
+
+  /**
+   * Fails an active job BullMQ cannot read, the way BullMQ would (failed set, failedReason, finishedOn, a
+   * `failed` event for waiting submitters), without parsing it. Its content is never logged.
+   */
+  private async moveAside(id: string, reason: string): Promise<void> {
+    const failedReason = new ValidationError(reason).toWire();
+    const now = Date.now();
+    await this.o.connection
+      .multi()
+      .lrem(this.key('active'), 0, id)
+      .zadd(this.key('failed'), now, id)
+      .hset(this.key(id), 'failedReason', failedReason, 'finishedOn', String(now))
+      .del(this.key(`${id}:lock`))
+      .xadd(this.key('events'), '*', 'event', 'failed', 'jobId', id, 'failedReason', failedReason, 'prev', 'active')
+      .exec();
+    this.o.logger?.warn({ commandId: isValidId(id) ? id : describeId(id), code: 'VALIDATION_ERROR', err: reason }, 'unreadable command job moved to failed');
+  }
+
+  private report(jobName: string, jobId: string, sessionId: string | undefined, t0: number, err?: SessiondError): void {
+    // Hostile names and ids are neither logged whole nor used as metric labels.
+    const name = KNOWN_COMMANDS.has(jobName) ? jobName : 'unknown';
+    const commandId = isValidId(jobId) ? jobId : describeId(jobId);
     const o: CommandOutcome = { commandId, name, sessionId, outcome: err ? 'error' : 'ok', code: err?.code, ms: performance.now() - t0 };
     this.o.onOutcome?.(o);
     const line = { commandId, command: name, sessionId, outcome: o.outcome, code: o.code, latencyMs: Number(o.ms.toFixed(3)) };
@@ -197,15 +268,24 @@ export class CommandConsumer {
     else this.commandLog?.info(err ? { ...line, err: err.message } : line, 'command');
   }
 
-  private async settleOrphans(queue: Queue): Promise<number> {
+  private async settleOrphans(_queue: Queue): Promise<number> {
     // Newest first in the active list (RPOPLPUSH pushes left): reverse for the order they were taken.
     const ids = (await this.o.connection.lrange(`${this.o.prefix}:${this.o.queueName}:active`, 0, -1)).reverse();
     let settled = 0;
     for (const id of ids) {
-      const job = await Job.fromId(queue, id);
-      if (!job || READ_ONLY_COMMANDS.has(job.name)) continue;
+      // Read the hash ourselves: Job.fromId throws on data that is not JSON, and the daemon would exit on
+      // every start (a crash loop under systemd).
+      const raw = await this.o.connection.hgetall(this.key(id));
+      if (Object.keys(raw).length === 0) continue;
+      const reason = unreadableReason(raw);
+      if (reason !== undefined) {
+        await this.moveAside(id, reason);
+        continue;
+      }
+      const name = raw.name ?? '';
+      if (!KNOWN_COMMANDS.has(name) || READ_ONLY_COMMANDS.has(name) || !isValidId(id)) continue;
       try {
-        await this.execute(job.name, job.data, id);
+        await this.execute(name, JSON.parse(raw.data || '{}'), id);
       } catch {
         // The rejection is in the command log; the redelivered job reports it.
       }
@@ -216,11 +296,23 @@ export class CommandConsumer {
   }
 }
 
+/** The session a job names, for the log line; only an id that obeys the rule (a hostile one is not logged). */
 function sessionIdOf(data: unknown): string | undefined {
-  if (data && typeof data === 'object') {
+  if (data && typeof data === 'object' && !(data instanceof UnreadableJobData)) {
     const d = data as { sessionId?: unknown; id?: unknown };
-    if (typeof d.sessionId === 'string') return d.sessionId;
-    if (typeof d.id === 'string') return d.id;
+    if (isValidId(d.sessionId)) return d.sessionId;
+    if (isValidId(d.id)) return d.id;
   }
   return undefined;
+}
+
+/** What `get-command` returns: the stored outcome, with an error as `{ code, message }`. */
+export function commandRecordView(r: CommandRecord): Record<string, unknown> {
+  const view: Record<string, unknown> = { id: r.id, name: r.name };
+  if (r.sessionId !== undefined) view.sessionId = r.sessionId;
+  view.outcome = r.outcome;
+  if (r.outcome === 'ok') view.result = r.result ?? null;
+  else view.error = { code: r.errorCode ?? 'INTERNAL', message: r.errorMessage ?? 'failed', ...(r.errorDetails !== undefined ? { details: r.errorDetails } : {}) };
+  view.appliedAt = r.appliedAt;
+  return view;
 }

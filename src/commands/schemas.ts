@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { IdSchema } from '../domain/ids.js';
+import { LIMITS } from '../domain/limits.js';
 
 /** Job names of the `session-commands` queue: the contract other programs rely on. */
 export const COMMAND_NAMES = [
@@ -13,18 +15,22 @@ export const COMMAND_NAMES = [
   'reject-order',
   'get-session',
   'list-sessions',
+  'get-command',
 ] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 /** Commands that only read: no command record, no ordering constraint. */
-export const READ_ONLY_COMMANDS = new Set<string>(['get-session', 'list-sessions']);
+export const READ_ONLY_COMMANDS = new Set<string>(['get-session', 'list-sessions', 'get-command']);
+
+/** The contract's job names: the only names the consumer handles (an own-property lookup, never a prototype's). */
+export const KNOWN_COMMANDS: ReadonlySet<string> = new Set<string>(COMMAND_NAMES);
 
 export const SessionCommandSchema = z
-  .object({ sessionId: z.string().min(1).max(128), reason: z.string().max(1000).optional() })
+  .object({ sessionId: IdSchema, reason: z.string().max(LIMITS.reasonChars).optional() })
   .strict();
 
 export const KillSwitchSchema = z
-  .object({ liveOnly: z.boolean().default(false), reason: z.string().max(1000).optional() })
+  .object({ liveOnly: z.boolean().default(false), reason: z.string().max(LIMITS.reasonChars).optional() })
   .strict();
 
 export const ListSessionsSchema = z
@@ -35,7 +41,10 @@ export const ListSessionsSchema = z
   })
   .strict();
 
-export const GetSessionSchema = z.object({ sessionId: z.string().min(1).max(128) }).strict();
+export const GetSessionSchema = z.object({ sessionId: IdSchema }).strict();
+
+/** `get-command`: the recorded outcome of a command, from SQLite (it outlives Redis). */
+export const GetCommandSchema = z.object({ commandId: IdSchema }).strict();
 
 export const DEFAULT_QUEUE_NAME = 'session-commands';
 export const DEFAULT_QUEUE_PREFIX = 'sessiond';

@@ -4,6 +4,7 @@ import { PaperBroker } from '../brokers/paper-broker.js';
 import { createBacktestHandler } from '../commands/backtest-command.js';
 import type { CommandHandler } from '../commands/command-consumer.js';
 import { InternalError, ValidationError } from '../domain/errors.js';
+import { IdSchema } from '../domain/ids.js';
 import { BarFiles } from '../market-data/bar-files.js';
 import type { StrategyRef } from '../domain/session.js';
 import type { Db } from '../persistence/database.js';
@@ -27,7 +28,7 @@ export type { RunnerMetrics } from './daemon.js';
 /** `approve-order` / `reject-order` job data. */
 export const OrderDecisionSchema = z
   .object({
-    sessionId: z.string().min(1).max(128),
+    sessionId: IdSchema,
     clientOrderId: z.string().min(1).max(512),
     reason: z.string().max(1000).optional(),
   })

@@ -7,6 +7,10 @@ export const ErrorCode = {
   BROKER_NOT_FOUND: 'BROKER_NOT_FOUND',
   STRATEGY_NOT_FOUND: 'STRATEGY_NOT_FOUND',
   RISK_LIMIT: 'RISK_LIMIT',
+  /** `get-command` for an id with no recorded outcome. */
+  COMMAND_NOT_FOUND: 'COMMAND_NOT_FOUND',
+  /** A sequenced command whose place in its session's order is gone (skipped, or taken by another command). */
+  OUT_OF_ORDER: 'OUT_OF_ORDER',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -83,6 +87,18 @@ export class PrerequisitesNotMetError extends SessiondError {
 export class BrokerNotFoundError extends SessiondError {
   constructor(readonly brokerId: string) {
     super(ErrorCode.BROKER_NOT_FOUND, `broker ${brokerId} is not registered`);
+  }
+}
+
+export class CommandNotFoundError extends SessiondError {
+  constructor(readonly commandId: string) {
+    super(ErrorCode.COMMAND_NOT_FOUND, `command ${commandId} has no recorded outcome (never applied, still queued, or a read-only command)`);
+  }
+}
+
+export class OutOfOrderError extends SessiondError {
+  constructor(message: string, details?: unknown) {
+    super(ErrorCode.OUT_OF_ORDER, message, details);
   }
 }
 

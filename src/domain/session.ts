@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { IdSchema } from './ids.js';
+import { boundedParams, LIMITS } from './limits.js';
 
 export const SESSION_STATUSES = ['created', 'running', 'paused', 'stopped'] as const;
 export type SessionStatus = (typeof SESSION_STATUSES)[number];
@@ -20,9 +22,9 @@ export type RiskControls = z.infer<typeof RiskControlsSchema>;
 
 export const StrategyRefSchema = z
   .object({
-    id: z.string().min(1).max(128),
+    id: IdSchema,
     name: z.string().min(1).max(256).optional(),
-    params: z.record(z.string(), z.unknown()).optional(),
+    params: boundedParams().optional(),
   })
   .strict();
 export type StrategyRef = z.infer<typeof StrategyRefSchema>;
@@ -49,17 +51,15 @@ export const FeedConfigSchema = z.discriminatedUnion('type', [
 ]);
 export type FeedConfig = z.infer<typeof FeedConfigSchema>;
 
-const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
-
 /** What a `start` command carries. */
 export const SessionConfigSchema = z
   .object({
-    id: z.string().regex(SESSION_ID, 'letters, digits and . _ : - only, at most 128').optional(),
+    id: IdSchema.optional(),
     kind: z.enum(['paper', 'live']),
     strategy: StrategyRefSchema,
     brokerId: z.string().min(1).max(128).default('paper'),
     accountId: z.string().min(1).max(128).default('default'),
-    symbols: z.array(z.string().regex(/^[A-Za-z0-9._/-]{1,32}$/)).min(1).max(100),
+    symbols: z.array(z.string().regex(/^[A-Za-z0-9._/-]{1,32}$/)).min(1).max(LIMITS.symbols),
     executionMode: z.enum(['auto', 'confirm', 'signal-only']).default('auto'),
     riskControls: RiskControlsSchema.default({}),
     feed: FeedConfigSchema.optional(),

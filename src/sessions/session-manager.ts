@@ -42,6 +42,8 @@ import { KeyedQueue } from './keyed-queue.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from './ports.js';
 import { zodIssues } from './zod-issues.js';
 import { z } from 'zod';
+import { ID_RULE, IdSchema, derivedSessionId, describeId, isValidId } from '../domain/ids.js';
+import { boundedParams, LIMITS } from '../domain/limits.js';
 
 export interface PrerequisiteThresholds {
   backtest: BacktestThresholds;
@@ -87,9 +89,9 @@ export interface SessionManagerOptions {
 
 export const RecordBacktestSchema = z
   .object({
-    strategyId: z.string().min(1).max(128),
-    params: z.record(z.string(), z.unknown()).default({}),
-    dataRef: z.string().min(1).max(1024).default('external'),
+    strategyId: IdSchema,
+    params: boundedParams().default({}),
+    dataRef: z.string().min(1).max(LIMITS.dataRefChars).default('external'),
     metrics: BacktestMetricsSchema,
   })
   .strict();
@@ -151,7 +153,10 @@ export class SessionManager {
     const parsed = SessionConfigSchema.safeParse(input);
     if (!parsed.success) return this.rejectEarly(ctx, 'start', new ValidationError(`invalid session config: ${zodIssues(parsed.error)}`));
     const config = parsed.data;
-    const id = config.id ?? (ctx.commandId ? `s-${ctx.commandId}` : randomUUID());
+    const id = config.id ?? (ctx.commandId ? derivedSessionId(ctx.commandId) : randomUUID());
+    if (!isValidId(id)) {
+      return this.rejectEarly(ctx, 'start', new ValidationError(`session id ${describeId(id)} derived from the command id breaks the id rule (${ID_RULE}): pass an id`));
+    }
     return this.queue.run(id, () =>
       this.once(ctx, 'start', id, async (recorded) => {
         const existing = this.entries.get(id)?.session ?? this.opts.store.get(id)?.session;
@@ -322,6 +327,11 @@ export class SessionManager {
   /** maxDailyLoss breached: the session is paused with reason `risk_breach`. */
   handleRiskBreach(id: string, reason: string): Promise<SessionView | undefined> {
     return this.internal(id, { type: 'RISK_BREACH', at: this.now().toISOString(), reason: `risk_breach: ${reason}` }, 'risk');
+  }
+
+  /** The recorded outcome of a command (SQLite), or undefined. */
+  commandRecord(commandId: string): CommandRecord | undefined {
+    return this.opts.commands.get(commandId);
   }
 
   getSession(id: string): SessionView {
