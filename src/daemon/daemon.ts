@@ -65,8 +65,14 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
   let redis: Redis | undefined;
   let trading: TradingWiring | undefined;
   try {
-    ensured = await ensureRedis(config.redis.url, { embedded: config.redis.embedded, dir: config.redis.embeddedDir });
-    if (ensured.embedded) logger.info({ redisUrl: ensured.url, dir: config.redis.embeddedDir }, 'started a private redis-server');
+    ensured = await ensureRedis(config.redis.url, {
+      embedded: config.redis.embedded,
+      dir: config.redis.embeddedDir,
+      onUnexpectedExit: (how) => logger.error(how, 'the private redis-server exited before sessiond stopped it'),
+    });
+    if (ensured.embedded) {
+      logger.info({ redisUrl: ensured.url, dir: config.redis.embeddedDir, pid: ensured.embedded.process.pid }, 'started a private redis-server');
+    }
     redis = new Redis(ensured.url, { maxRetriesPerRequest: null });
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     void warnOnEviction(redis, logger);

@@ -25,6 +25,8 @@ export interface StartRedisOptions {
   port?: number;
   /** Directory for the append-only file; without it nothing is persisted. */
   dir?: string;
+  /** Called when the server exits before `stop()` asked it to (a crash, a signal from elsewhere). */
+  onUnexpectedExit?: (how: { code: number | null; signal: NodeJS.Signals | null }) => void;
 }
 
 /** A free TCP port on 127.0.0.1. */
@@ -77,8 +79,16 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
     args.push('--appendonly', 'no');
   }
   const url = `redis://127.0.0.1:${port}`;
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  // Its own process group (detached): the terminal's Ctrl-C goes to sessiond's group only, so the server is
+  // still up while sessiond drains, and sessiond stops it last.
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stopping: Promise<void> | undefined;
+  const exited = new Promise<void>((r) =>
+    child.once('exit', (code, signal) => {
+      if (stopping === undefined) options.onUnexpectedExit?.({ code, signal });
+      r();
+    }),
+  );
   await new Promise<void>((res, rej) => {
     let out = '';
     const onData = (d: Buffer) => {
@@ -94,7 +104,6 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
   });
   child.stdout?.resume();
   child.stderr?.resume();
-  let stopping: Promise<void> | undefined;
   return {
     url,
     port,
@@ -119,11 +128,18 @@ export interface EnsuredRedis {
  * Uses the Redis at `url` when it answers; otherwise, when allowed and the URL is local, starts a private
  * redis-server on that URL's port (so `sessionctl` finds it at the same REDIS_URL), persisting under `dir`.
  */
-export async function ensureRedis(url: string, options: { embedded: boolean; dir: string }): Promise<EnsuredRedis> {
+export async function ensureRedis(
+  url: string,
+  options: { embedded: boolean; dir: string; onUnexpectedExit?: StartRedisOptions['onUnexpectedExit'] },
+): Promise<EnsuredRedis> {
   if (await pingRedis(url, 1000)) return { url };
   const u = new URL(url);
   const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(u.hostname);
   if (!options.embedded || !local) return { url };
-  const handle = await startRedisServer({ port: Number(u.port || 6379), dir: options.dir });
+  const handle = await startRedisServer({
+    port: Number(u.port || 6379),
+    dir: options.dir,
+    ...(options.onUnexpectedExit ? { onUnexpectedExit: options.onUnexpectedExit } : {}),
+  });
   return { url: handle.url, embedded: handle };
 }

@@ -21,12 +21,21 @@ export interface DaemonProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
+export interface SpawnDaemonOptions {
+  /** Program and arguments. @defaultValue node --import=tsx src/daemon/main.ts */
+  command?: [string, ...string[]];
+  /** Its own process group (a terminal's foreground job): signal the group with `process.kill(-pid, sig)`. */
+  detached?: boolean;
+}
+
 /** Runs `src/daemon/main.ts` as a child process (like `npm start`) with the given env. */
-export function spawnDaemon(env: Record<string, string>): DaemonProcess {
-  const child = spawn(process.execPath, ['--import=tsx', join(ROOT, 'src/daemon/main.ts')], {
+export function spawnDaemon(env: Record<string, string>, options: SpawnDaemonOptions = {}): DaemonProcess {
+  const [program, ...args] = options.command ?? [process.execPath, '--import=tsx', join(ROOT, 'src/daemon/main.ts')];
+  const child = spawn(program, args, {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'info', SESSIOND_HTTP: 'false', SESSIOND_REDIS_EMBEDDED: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
   });
   const logs: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
