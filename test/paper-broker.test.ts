@@ -59,8 +59,8 @@ test('a market order fills at the next bar open with slippage and commission; ca
   t.is(rest.length, 0);
   const price = 100 * 1.0005; // buy pays 5 bps more
   const commission = 1 + 10 * price * 0.0001; // fixed + 1 bps of notional
-  t.true(close(exec!.fill.price, price));
-  t.true(close(exec!.fill.commission, commission));
+  t.true(close(exec!.fill!.price, price));
+  t.true(close(exec!.fill!.commission, commission));
   t.like(exec!.fill, { id: 'paper:s1:AAPL:1:entry:1', qty: 10, side: 'buy', sessionId: 's1', at: new Date(DAY + MIN).toISOString() });
   t.like(exec!.order, { status: 'filled', filledQty: 10 });
   t.true(close(exec!.order.avgFillPrice!, price));
@@ -80,7 +80,7 @@ test('a market order fills at the next bar open with slippage and commission; ca
   await broker.submit(req({ clientOrderId: 's1:AAPL:2:exit', side: 'sell' }));
   const [sold] = await broker.onBar(bar(2, 110));
   const sellPrice = 110 * 0.9995;
-  t.true(close(sold!.fill.price, sellPrice));
+  t.true(close(sold!.fill!.price, sellPrice));
   const sellCommission = 1 + 10 * sellPrice * 0.0001;
   const after = await broker.account('acc');
   t.true(close(after.cash, 100_000 - 10 * price - commission + 10 * sellPrice - sellCommission));
@@ -99,15 +99,68 @@ test('an order never fills on the bar it was decided on, nor on an older bar rep
 });
 
 test('a market order submitted before any bar fills at the first bar', async (t) => {
-  const { broker } = setup(t, { slippageBps: 0, commissionBps: 0 });
+  const { broker } = setup(t, { slippageBps: 0, commissionBps: 0, allowShort: true });
   await broker.submit(req({ side: 'sell', qty: 3 }));
   const [exec] = await broker.onBar(bar(0, 50));
-  t.is(exec!.fill.price, 50);
+  t.is(exec!.fill!.price, 50);
   t.like((await broker.positions('acc'))[0], { qty: -3, avgPrice: 50 });
   const account = await broker.account('acc');
   t.is(account.cash, 100_150);
   t.is(account.marketValue, -3 * 51);
   t.is(account.equity, 100_150 - 153);
+});
+
+test('a buy whose cost with commission exceeds the available cash is rejected with INSUFFICIENT_FUNDS and the numbers', async (t) => {
+  const { broker } = setup(t, { initialCash: 1000, commissionPerOrder: 1 });
+  await broker.onBar(bar(0, 99)); // close 100
+  const big = await broker.submit(req({ clientOrderId: 'big', qty: 10 }));
+  t.is(big.order.status, 'rejected');
+  // 10 x 100 x 1.0005 = 1000.5, commission 1 + 1 bps = 1.10005
+  t.is(big.order.reason, 'INSUFFICIENT_FUNDS: buy 10 AAPL costs about 1001.60005 (qty x 100.05 + commission 1.10005) > available cash 1000 (cash 1000 - open buys 0)');
+  // Open buys hold their estimated cost: the second half does not fit beside the first.
+  t.is((await broker.submit(req({ clientOrderId: 'half-1', qty: 5 }))).order.status, 'accepted');
+  const second = await broker.submit(req({ clientOrderId: 'half-2', qty: 5 }));
+  t.is(second.order.status, 'rejected');
+  t.regex(second.order.reason!, /^INSUFFICIENT_FUNDS: buy 5 AAPL costs about 501\.300\d* .* > available cash 498\.69\d* \(cash 1000 - open buys 501\.30\d*\)$/);
+  // Only the accepted one fills; cash stays at or above zero.
+  const execs = await broker.onBar(bar(1, 100));
+  t.deepEqual(execs.map((e) => e.order.clientOrderId), ['half-1']);
+  t.true((await broker.account('acc')).cash >= 0);
+  t.is((await broker.getOrder('big'))!.status, 'rejected');
+});
+
+test('a buy that a gap made unaffordable is rejected at the fill, reported without a fill', async (t) => {
+  const { broker } = setup(t, { initialCash: 1000, slippageBps: 0, commissionBps: 0 });
+  await broker.onBar(bar(0, 89)); // close 90
+  t.is((await broker.submit(req({ qty: 10 }))).order.status, 'accepted'); // about 900
+  const [event, ...rest] = await broker.onBar(bar(1, 150)); // 1500 > 1000
+  t.is(rest.length, 0);
+  t.is(event!.fill, undefined);
+  t.like(event!.order, { status: 'rejected', filledQty: 0, reason: 'INSUFFICIENT_FUNDS: buy 10 AAPL at 150 costs 1500 with commission > cash 1000 at the fill' });
+  t.is((await broker.account('acc')).cash, 1000);
+  t.deepEqual(await broker.positions('acc'), []);
+  t.deepEqual(await broker.onBar(bar(2, 80)), [], 'a rejected order never fills later');
+});
+
+test('a sell beyond the position is rejected with INSUFFICIENT_POSITION unless allowShort', async (t) => {
+  const { broker } = setup(t, { slippageBps: 0, commissionBps: 0 });
+  await broker.onBar(bar(0, 100));
+  const naked = await broker.submit(req({ clientOrderId: 'naked', side: 'sell', qty: 3 }));
+  t.like(naked.order, { status: 'rejected', reason: 'INSUFFICIENT_POSITION: sell 3 AAPL > position 0 (shorting is off: paperBroker.allowShort)' });
+  await broker.submit(req({ clientOrderId: 'buy', qty: 5 }));
+  await broker.onBar(bar(1, 100));
+  t.is((await broker.submit(req({ clientOrderId: 'sell-3', side: 'sell', qty: 3 }))).order.status, 'accepted');
+  const more = await broker.submit(req({ clientOrderId: 'sell-3b', side: 'sell', qty: 3 }));
+  t.like(more.order, { status: 'rejected', reason: 'INSUFFICIENT_POSITION: sell 3 AAPL > position 5 less open sells 3 (shorting is off: paperBroker.allowShort)' });
+  t.is((await broker.submit(req({ clientOrderId: 'sell-2', side: 'sell', qty: 2 }))).order.status, 'accepted');
+  await broker.onBar(bar(2, 100));
+  t.deepEqual(await broker.positions('acc'), [], 'sold exactly what it held');
+
+  const shorts = setup(t, { slippageBps: 0, commissionBps: 0, allowShort: true }).broker;
+  await shorts.onBar(bar(0, 100));
+  t.is((await shorts.submit(req({ clientOrderId: 'short', side: 'sell', qty: 3 }))).order.status, 'accepted');
+  await shorts.onBar(bar(1, 100));
+  t.like((await shorts.positions('acc'))[0], { qty: -3 });
 });
 
 test('bars of other symbols do not fill an order', async (t) => {
@@ -126,28 +179,28 @@ test('a buy limit waits until a bar trades through it and fills at the limit or 
   t.deepEqual(await broker.onBar(bar(1, 97, { low: 95, high: 98 })), []);
   // Trades through: fills at the limit (the open was above it).
   const [exec] = await broker.onBar(bar(2, 96, { low: 94, high: 97 }));
-  t.is(exec!.fill.price, 95);
+  t.is(exec!.fill!.price, 95);
   t.like(exec!.order, { status: 'filled', limitPrice: 95, type: 'limit' });
 
   // A gap below the limit fills at the (better) open, slippage included but capped at the limit.
   await broker.submit(req({ clientOrderId: 'gap', type: 'limit', limitPrice: 95 }));
   const [gap] = await broker.onBar(bar(3, 90, { low: 89, high: 91 }));
-  t.true(close(gap!.fill.price, 90 * 1.0005));
+  t.true(close(gap!.fill!.price, 90 * 1.0005));
   await broker.submit(req({ clientOrderId: 'cap', type: 'limit', limitPrice: 90.02 }));
   const [cap] = await broker.onBar(bar(4, 90, { low: 89, high: 91 }));
-  t.is(cap!.fill.price, 90.02);
+  t.is(cap!.fill!.price, 90.02);
 });
 
 test('a sell limit fills when the bar trades above it, at the limit or a better open', async (t) => {
-  const { broker } = setup(t, { slippageBps: 0, commissionBps: 0 });
+  const { broker } = setup(t, { slippageBps: 0, commissionBps: 0, allowShort: true });
   await broker.onBar(bar(0, 100));
   await broker.submit(req({ side: 'sell', type: 'limit', limitPrice: 105 }));
   t.deepEqual(await broker.onBar(bar(1, 103, { high: 105, low: 102 })), []);
   const [exec] = await broker.onBar(bar(2, 104, { high: 106, low: 103 }));
-  t.is(exec!.fill.price, 105);
+  t.is(exec!.fill!.price, 105);
   await broker.submit(req({ clientOrderId: 'gap', side: 'sell', type: 'limit', limitPrice: 105 }));
   const [gap] = await broker.onBar(bar(3, 108, { high: 109, low: 107 }));
-  t.is(gap!.fill.price, 108);
+  t.is(gap!.fill!.price, 108);
 });
 
 test('submitting the same clientOrderId twice returns the existing order and places nothing new', async (t) => {
@@ -161,7 +214,7 @@ test('submitting the same clientOrderId twice returns the existing order and pla
 
   const execs = await broker.onBar(bar(1, 100));
   t.is(execs.length, 1);
-  t.is(execs[0]!.fill.qty, 10);
+  t.is(execs[0]!.fill!.qty, 10);
 
   // Resubmitting after the fill (a runner recovering from a crash) returns the filled order, no second fill.
   const late = await broker.submit(req());
@@ -193,7 +246,7 @@ test('state survives closing and reopening the database with a new PaperBroker',
   t.deepEqual(await reopened.onBar(bar(1, 100)), []);
   const execs = await reopened.onBar(bar(2, 95, { low: 89, high: 96 }));
   t.deepEqual(
-    execs.map((e) => [e.order.clientOrderId, e.fill.price]),
+    execs.map((e) => [e.order.clientOrderId, e.fill!.price]),
     [
       ['open-limit', 90],
       ['pending-market', 95],
@@ -225,7 +278,7 @@ test('cancel of an open order cancels it; it then never fills; cancel of a fille
 });
 
 test('accounts are separate and open with the initial cash on first use', async (t) => {
-  const { broker } = setup(t, { initialCash: 5000, slippageBps: 0, commissionBps: 0 });
+  const { broker } = setup(t, { initialCash: 5000, slippageBps: 0, commissionBps: 0, allowShort: true });
   t.deepEqual(await broker.account('new'), { accountId: 'new', cash: 5000, equity: 5000, marketValue: 0, realizedPnl: 0, unrealizedPnl: 0 });
   await broker.submit(req({ clientOrderId: 'x', accountId: 'a1' }));
   await broker.submit(req({ clientOrderId: 'y', accountId: 'a2', side: 'sell', qty: 2 }));
@@ -242,9 +295,9 @@ test('a scoped bar fills only its own session orders', async (t) => {
   await broker.submit(req({ clientOrderId: 'one', sessionId: 's1' }));
   await broker.submit(req({ clientOrderId: 'two', sessionId: 's2' }));
   const s1 = await broker.onBar(bar(1, 101), 's1');
-  t.deepEqual(s1.map((e) => [e.order.clientOrderId, e.fill.price]), [['one', 101]]);
+  t.deepEqual(s1.map((e) => [e.order.clientOrderId, e.fill!.price]), [['one', 101]]);
   const s2 = await broker.onBar(bar(1, 505), 's2');
-  t.deepEqual(s2.map((e) => [e.order.clientOrderId, e.fill.price]), [['two', 505]]);
+  t.deepEqual(s2.map((e) => [e.order.clientOrderId, e.fill!.price]), [['two', 505]]);
   t.deepEqual((await broker.listFills({ sessionId: 's2' })).map((f) => f.clientOrderId), ['two']);
 });
 
@@ -257,6 +310,13 @@ test('a malformed order is rejected and recorded; a missing id is a validation e
   t.deepEqual(await broker.onBar(bar(0, 100)), []);
   await t.throwsAsync(broker.submit(req({ clientOrderId: '' })), { message: 'order.clientOrderId must be a non-empty string' });
   await t.throwsAsync(broker.onBar(bar(1, 100, { low: 200 })), { message: /has low 200 above high 102/ });
+});
+
+test('allowShort is off by default and must be a boolean', (t) => {
+  t.false(DEFAULT_PAPER_BROKER_OPTIONS.allowShort);
+  const db = openDatabase(':memory:');
+  t.teardown(() => db.close());
+  t.throws(() => new PaperBroker(db, { allowShort: 'yes' as unknown as boolean }), { message: 'options.allowShort must be a boolean' });
 });
 
 test('bad options fail at construction with the option named', (t) => {
@@ -281,8 +341,8 @@ test('two paper brokers with different ids share one database without seeing eac
   await other.submit(req());
   const [fast] = await broker.onBar(bar(0, 100));
   const [slow] = await other.onBar(bar(0, 100));
-  t.is(fast!.fill.price, 100);
-  t.true(close(slow!.fill.price, 101));
+  t.is(fast!.fill!.price, 100);
+  t.true(close(slow!.fill!.price, 101));
   t.is(slow!.order.brokerId, 'paper-slow');
   t.is((await broker.account('acc')).cash, 99_000);
 });

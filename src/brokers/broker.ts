@@ -24,6 +24,12 @@ export interface BrokerExecution {
   fill: Fill;
 }
 
+/**
+ * What a simulated broker reports for a bar: a fill, or an order that ended on it without one (`fill`
+ * absent: e.g. `rejected` at the fill price with `INSUFFICIENT_FUNDS: ...`).
+ */
+export type BrokerBarEvent = BrokerExecution | { order: Order; fill?: undefined };
+
 export interface BrokerAccount {
   accountId: string;
   cash: number;
@@ -64,12 +70,13 @@ export interface Broker {
   positions(accountId: string): Promise<Position[]>;
   account(accountId: string): Promise<BrokerAccount>;
   /**
-   * Simulated brokers only: the market moved. Fills the open orders this bar executes and returns them.
+   * Simulated brokers only: the market moved. Fills the open orders this bar executes and returns them, with
+   * any order that ended on this bar without a fill.
    * `scope` names the market the bar belongs to (a session id when sessions have their own feeds); a bar
    * without scope is the shared market for every session. Call it for a bar BEFORE submitting the orders a
    * strategy decided on that bar, so they fill on the next one.
    */
-  onBar?(bar: Bar, scope?: string): Promise<BrokerExecution[]>;
+  onBar?(bar: Bar, scope?: string): Promise<BrokerBarEvent[]>;
   /** Releases what the adapter holds; idempotent. */
   close?(): Promise<void>;
 }

@@ -9,6 +9,7 @@ import { fillFromColumns, orderFromColumns } from '../persistence/sqlite-order-r
 import type {
   Broker,
   BrokerAccount,
+  BrokerBarEvent,
   BrokerExecution,
   BrokerFillFilter,
   BrokerOrderAck,
@@ -27,6 +28,12 @@ export interface PaperBrokerOptions {
   commissionBps?: number;
   /** Cash of an account the first time an order names it. @defaultValue 100000 */
   initialCash?: number;
+  /**
+   * Whether a sell may go beyond the account's position (open or grow a short). Off, such a sell is
+   * `rejected` with `INSUFFICIENT_POSITION: ...`. There is no margin model: a short's proceeds are cash.
+   * @defaultValue false
+   */
+  allowShort?: boolean;
   /** Clock for order timestamps (fills are stamped with their bar's time). @defaultValue () => new Date() */
   now?: () => Date;
 }
@@ -37,8 +44,14 @@ export const DEFAULT_PAPER_BROKER_OPTIONS: Readonly<Required<PaperBrokerOptions>
   commissionPerOrder: 0,
   commissionBps: 1,
   initialCash: 100_000,
+  allowShort: false,
   now: () => new Date(),
 });
+
+/** Reason prefix of a buy the account's cash cannot pay for (at submit, or at the fill price). */
+export const INSUFFICIENT_FUNDS = 'INSUFFICIENT_FUNDS';
+/** Reason prefix of a sell beyond the account's position while `allowShort` is off. */
+export const INSUFFICIENT_POSITION = 'INSUFFICIENT_POSITION';
 
 const OPEN_STATUSES = new Set<Order['status']>(['accepted', 'partially_filled']);
 
@@ -163,8 +176,14 @@ const FILL_COLUMNS = 'broker_id, id, client_order_id, account_id, session_id, sy
  * high > limit), at the open if that is better, else at the limit. Slippage moves each fill against the
  * order (never past a limit) and commission is per order + bps of notional. Orders fill in full.
  *
- * Accounts open on the first order naming them, with `initialCash`. There is no buying-power check: cash may
- * go negative and shorts are unlimited (the session's risk controls bound exposure).
+ * Accounts open on the first order naming them, with `initialCash`. Money that exists:
+ * - A buy is `rejected` with `INSUFFICIENT_FUNDS: ...` when its estimated cost (qty x (limit, or the last close
+ *   seen) with slippage, plus commission) exceeds the account's available cash (cash minus the estimated cost
+ *   of its other open buys). At the fill, the actual cost is checked against the account's cash again: a buy
+ *   that a gap made unaffordable is `rejected` there (onBar reports it without a fill). Cash never goes
+ *   below zero through a buy.
+ * - A sell beyond the account's position (less its other open sells) is `rejected` with
+ *   `INSUFFICIENT_POSITION: ...` unless `allowShort`; checked again at the fill.
  *
  * Everything (orders, fills, accounts, positions, the last bar seen per symbol) lives in the database, so a
  * new PaperBroker on the same file after a restart continues exactly where the last one stopped.
@@ -188,6 +207,7 @@ export class PaperBroker implements Broker {
     openOrdersForScope: Statement<[string, string, string], PaperOrderRow>;
     fillOrder: Statement<{ broker_id: string; client_order_id: string; status: string; filled_qty: number; avg_fill_price: number; updated_at: string }>;
     cancelOrder: Statement<[string, string, string, string]>;
+    rejectOrder: Statement<[string, string, string, string]>;
     countFills: Statement<[string, string], { n: number }>;
     insertFill: Statement<[PaperFillRow]>;
     getAccount: Statement<[string, string], PaperAccountRow>;
@@ -198,6 +218,9 @@ export class PaperBroker implements Broker {
     upsertPosition: Statement<[string, string, string, number, number, number, number, string]>;
     markPositions: Statement<[number, string, string]>;
     lastBarTime: Statement<[string, string, string], { t: number | null }>;
+    lastMark: Statement<[string, string, string], { price: number }>;
+    openBuysOfAccount: Statement<[string, string], PaperOrderRow>;
+    openSellQty: Statement<[string, string, string], { q: number }>;
     upsertMark: Statement<[string, string, string, number, number]>;
   };
   private closePromise: Promise<void> | undefined;
@@ -215,6 +238,7 @@ export class PaperBroker implements Broker {
     }
     if (!(Number.isFinite(o.initialCash) && o.initialCash > 0)) throw new ValidationError('options.initialCash must be a positive number');
     if (typeof o.now !== 'function') throw new ValidationError('options.now must be a function returning a Date');
+    if (typeof o.allowShort !== 'boolean') throw new ValidationError('options.allowShort must be a boolean');
     this.options = Object.freeze(o);
     this.id = o.id;
 
@@ -237,6 +261,8 @@ export class PaperBroker implements Broker {
         WHERE broker_id = @broker_id AND client_order_id = @client_order_id`),
       cancelOrder: db.prepare(`
         UPDATE paper_orders SET status = 'cancelled', reason = ?, updated_at = ? WHERE broker_id = ? AND client_order_id = ?`),
+      rejectOrder: db.prepare(`
+        UPDATE paper_orders SET status = 'rejected', reason = ?, updated_at = ? WHERE broker_id = ? AND client_order_id = ?`),
       countFills: db.prepare('SELECT COUNT(*) AS n FROM paper_fills WHERE broker_id = ? AND client_order_id = ?'),
       insertFill: db.prepare(`
         INSERT INTO paper_fills (${FILL_COLUMNS})
@@ -259,6 +285,14 @@ export class PaperBroker implements Broker {
       markPositions: db.prepare('UPDATE paper_positions SET last_price = ? WHERE broker_id = ? AND symbol = ?'),
       lastBarTime: db.prepare(`
         SELECT MAX(bar_time) AS t FROM paper_marks WHERE broker_id = ? AND symbol = ? AND scope IN ('', ?)`),
+      lastMark: db.prepare(`
+        SELECT price FROM paper_marks WHERE broker_id = ? AND symbol = ? AND scope IN ('', ?) ORDER BY bar_time DESC LIMIT 1`),
+      openBuysOfAccount: db.prepare(`
+        SELECT ${ORDER_COLUMNS} FROM paper_orders
+        WHERE broker_id = ? AND account_id = ? AND side = 'buy' AND status IN ('accepted','partially_filled') ORDER BY seq`),
+      openSellQty: db.prepare(`
+        SELECT COALESCE(SUM(qty - filled_qty), 0) AS q FROM paper_orders
+        WHERE broker_id = ? AND symbol = ? AND account_id = ? AND side = 'sell' AND status IN ('accepted','partially_filled')`),
       upsertMark: db.prepare(`
         INSERT INTO paper_marks (broker_id, scope, symbol, bar_time, price) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (broker_id, scope, symbol) DO UPDATE SET bar_time = excluded.bar_time, price = excluded.price
@@ -287,9 +321,12 @@ export class PaperBroker implements Broker {
         return { order: rowToOrder(existing), brokerOrderId: this.brokerOrderId(existing.seq), duplicate: true };
       }
       const now = this.nowIso();
-      const rejection = rejectionReason(request);
+      let rejection = rejectionReason(request);
       const seq = this.stmts.nextSeq.get(this.id)!.seq;
-      if (rejection === undefined) this.ensureAccount(request.accountId, now);
+      if (rejection === undefined) {
+        this.ensureAccount(request.accountId, now);
+        rejection = this.moneyRejection(request);
+      }
       const row: PaperOrderRow = {
         broker_id: this.id,
         client_order_id: request.clientOrderId,
@@ -370,20 +407,26 @@ export class PaperBroker implements Broker {
     return { accountId, cash, equity: cash + marketValue, marketValue, realizedPnl, unrealizedPnl };
   }
 
-  async onBar(bar: Bar, scope?: string): Promise<BrokerExecution[]> {
+  async onBar(bar: Bar, scope?: string): Promise<BrokerBarEvent[]> {
     this.assertOpen();
     validateBar(bar);
     if (scope !== undefined && (typeof scope !== 'string' || scope.length === 0)) {
       throw new ValidationError('scope must be a non-empty string (a session id) or undefined');
     }
-    return this.db.transaction((): BrokerExecution[] => {
-      const executions: BrokerExecution[] = [];
+    return this.db.transaction((): BrokerBarEvent[] => {
+      const executions: BrokerBarEvent[] = [];
       const open = scope === undefined ? this.stmts.openOrdersForSymbol.all(this.id, bar.symbol) : this.stmts.openOrdersForScope.all(this.id, scope, bar.symbol);
       for (const raw of open) {
         const row = parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`);
         if (row.after_bar_time !== null && bar.time <= row.after_bar_time) continue;
         const price = this.fillPrice(row, bar);
         if (price === undefined) continue;
+        const refused = this.fillRejection(row, price);
+        if (refused !== undefined) {
+          this.stmts.rejectOrder.run(refused, this.nowIso(), this.id, row.client_order_id);
+          executions.push({ order: rowToOrder(this.readOrder(row.client_order_id)!) });
+          continue;
+        }
         executions.push(this.fill(row, price, bar));
       }
       const marked = this.stmts.upsertMark.run(this.id, scope ?? '', bar.symbol, bar.time, bar.close).changes > 0;
@@ -399,6 +442,68 @@ export class PaperBroker implements Broker {
     return this.closePromise;
   }
 
+  /** Commission of a fill: per order + bps of its notional (the price includes slippage). */
+  private commission(qty: number, price: number): number {
+    return this.options.commissionPerOrder + (qty * price * this.options.commissionBps) / 10_000;
+  }
+
+  /** At submit: why the account cannot take this order (INSUFFICIENT_FUNDS / INSUFFICIENT_POSITION), if so. */
+  private moneyRejection(o: BrokerOrderRequest): string | undefined {
+    if (o.side === 'sell') return this.shortRejection(o.accountId, o.symbol, o.qty, this.openSellQty(o.accountId, o.symbol));
+    const price = this.estimatePrice(o.symbol, o.sessionId, o.type === 'limit' ? o.limitPrice! : undefined);
+    // No price seen yet (an order before any bar): it is checked at the fill.
+    if (price === undefined) return undefined;
+    const cost = o.qty * price + this.commission(o.qty, price);
+    const cash = this.cashOf(o.accountId);
+    let reserved = 0;
+    for (const raw of this.stmts.openBuysOfAccount.all(this.id, o.accountId)) {
+      const r = parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`);
+      const p = this.estimatePrice(r.symbol, r.session_id, r.limit_price ?? undefined);
+      const left = r.qty - r.filled_qty;
+      if (p !== undefined) reserved += left * p + this.commission(left, p);
+    }
+    const available = cash - reserved;
+    if (cost <= available) return undefined;
+    return `${INSUFFICIENT_FUNDS}: buy ${num(o.qty)} ${o.symbol} costs about ${num(cost)} (qty x ${num(price)} + commission ${num(this.commission(o.qty, price))}) > available cash ${num(available)} (cash ${num(cash)} - open buys ${num(reserved)})`;
+  }
+
+  /** At the fill: the actual cost against the cash now, and the position now. */
+  private fillRejection(order: ParsedOrderRow, price: number): string | undefined {
+    const qty = order.qty - order.filled_qty;
+    if (order.side === 'sell') return this.shortRejection(order.account_id, order.symbol, qty, this.openSellQty(order.account_id, order.symbol) - qty);
+    const cost = qty * price + this.commission(qty, price);
+    const cash = this.cashOf(order.account_id);
+    if (cost <= cash) return undefined;
+    return `${INSUFFICIENT_FUNDS}: buy ${num(qty)} ${order.symbol} at ${num(price)} costs ${num(cost)} with commission > cash ${num(cash)} at the fill`;
+  }
+
+  private shortRejection(accountId: string, symbol: string, qty: number, otherSells: number): string | undefined {
+    if (this.options.allowShort) return undefined;
+    const row = this.stmts.getPosition.get(this.id, accountId, symbol);
+    const held = row === undefined ? 0 : parseRow(PaperPositionRowSchema, row, `paper position ${symbol}`).qty;
+    const sellable = held - otherSells;
+    // Float residue of fractional quantities is not a short.
+    if (qty <= sellable + 1e-9 * Math.max(1, qty)) return undefined;
+    return `${INSUFFICIENT_POSITION}: sell ${num(qty)} ${symbol} > position ${num(held)}${otherSells > 0 ? ` less open sells ${num(otherSells)}` : ''} (shorting is off: paperBroker.allowShort)`;
+  }
+
+  private openSellQty(accountId: string, symbol: string): number {
+    return this.stmts.openSellQty.get(this.id, symbol, accountId)?.q ?? 0;
+  }
+
+  private cashOf(accountId: string): number {
+    const row = this.stmts.getAccount.get(this.id, accountId);
+    return row === undefined ? this.options.initialCash : parseRow(PaperAccountRowSchema, row, `paper account ${accountId}`).cash;
+  }
+
+  /** What a buy will likely pay: its limit, else the last close seen in its market, with slippage. */
+  private estimatePrice(symbol: string, scope: string, limit: number | undefined): number | undefined {
+    const slip = 1 + this.options.slippageBps / 10_000;
+    if (limit !== undefined) return limit;
+    const mark = this.stmts.lastMark.get(this.id, symbol, scope)?.price;
+    return mark === undefined ? undefined : mark * slip;
+  }
+
   private fillPrice(order: ParsedOrderRow, bar: Bar): number | undefined {
     const slip = this.options.slippageBps / 10_000;
     const buyAt = bar.open * (1 + slip);
@@ -411,7 +516,7 @@ export class PaperBroker implements Broker {
 
   private fill(order: ParsedOrderRow, price: number, bar: Bar): BrokerExecution {
     const qty = order.qty - order.filled_qty;
-    const commission = this.options.commissionPerOrder + (qty * price * this.options.commissionBps) / 10_000;
+    const commission = this.commission(qty, price);
     const n = this.stmts.countFills.get(this.id, order.client_order_id)!.n + 1;
     const at = new Date(bar.time).toISOString();
     const now = this.nowIso();
@@ -508,6 +613,11 @@ function validateBar(bar: Bar): void {
     if (!(Number.isFinite(bar[key]) && bar[key] > 0)) throw new ValidationError(`bar.${key} of ${bar.symbol} must be a positive number, got ${bar[key]}`);
   }
   if (bar.low > bar.high) throw new ValidationError(`bar of ${bar.symbol} at ${bar.time} has low ${bar.low} above high ${bar.high}`);
+}
+
+/** Figures in reasons: 12 significant digits at most. */
+function num(x: number): string {
+  return String(Number(x.toPrecision(12)));
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

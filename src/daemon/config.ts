@@ -52,7 +52,7 @@ export const ConfigSchema = z
       .strict(),
     strategies: z.object({ modules: z.array(z.string().min(1)) }).strict(),
     paperBroker: z
-      .object({ initialCash: z.number().positive(), slippageBps: nonNegative, commissionBps: nonNegative, commissionPerOrder: nonNegative })
+      .object({ initialCash: z.number().positive(), slippageBps: nonNegative, commissionBps: nonNegative, commissionPerOrder: nonNegative, allowShort: z.boolean().default(false) })
       .strict(),
     inspect: z.object({ enabled: z.boolean(), port: z.number().int().min(1).max(65535) }).strict(),
     marketData: z.object({ dirs: z.array(z.string().min(1)).min(1), maxFileBytes: positiveInt }).strict(),

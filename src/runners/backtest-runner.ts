@@ -96,9 +96,10 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
           day = utcDayStart(bar.time);
           dayStartPnl = totalPnl([...positions.values()]);
         }
-        for (const { fill } of await broker.onBar(bar, id)) {
+        for (const { order, fill } of await broker.onBar(bar, id)) {
+          open.delete(order.clientOrderId);
+          if (fill === undefined) continue; // ended without a fill (INSUFFICIENT_FUNDS at the fill price)
           fills.push(fill);
-          open.delete(fill.clientOrderId);
           positions.set(fill.symbol, applyFill(positions.get(fill.symbol), fill));
         }
         lastPrice.set(bar.symbol, bar.close);

@@ -1,4 +1,4 @@
-import type { BrokerExecution, BrokerOrderAck } from '../brokers/broker.js';
+import type { BrokerBarEvent, BrokerOrderAck } from '../brokers/broker.js';
 import { ErrorCode, RiskLimitError, SessiondError, ValidationError } from '../domain/errors.js';
 import type { Signal } from '../domain/market.js';
 import type { Fill, Order, OrderStatus } from '../domain/order.js';
@@ -150,8 +150,11 @@ export class OrderRouter {
     return updated;
   }
 
-  /** Records fills the broker reported (a bar's executions): orders, fills and positions in one transaction. */
-  applyExecutions(r: SessionRunner, executions: readonly BrokerExecution[]): void {
+  /**
+   * Records what the broker reported for a bar (fills, and orders that ended without one): orders, fills and
+   * positions in one transaction.
+   */
+  applyExecutions(r: SessionRunner, executions: readonly BrokerBarEvent[]): void {
     if (executions.length === 0) return;
     const at = this.iso();
     let moved = false;
@@ -159,7 +162,7 @@ export class OrderRouter {
       for (const { order, fill } of executions) {
         const stored = this.d.orders.getByClientId(order.clientOrderId);
         if (stored === undefined || stored.sessionId !== r.id) continue;
-        if (this.addFill(r, fill)) moved = true;
+        if (fill !== undefined && this.addFill(r, fill)) moved = true;
         this.d.orders.save(this.merge(stored, order, stored.brokerOrderId, at));
       }
       if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);

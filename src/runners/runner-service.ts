@@ -1,4 +1,4 @@
-import type { Broker, BrokerExecution, BrokerOrderAck } from '../brokers/broker.js';
+import type { Broker, BrokerBarEvent, BrokerOrderAck } from '../brokers/broker.js';
 import {
   ErrorCode,
   InvalidTransitionError,
@@ -614,7 +614,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     }
     // A simulated broker does its work when called: calling it for the whole batch inside one transaction
     // makes that one commit. Orders decided on these bars are sent after, so they fill on later bars.
-    const calls: { r: SessionRunner; bar: Bar; executions: Promise<BrokerExecution[]> }[] = [];
+    const calls: { r: SessionRunner; bar: Bar; executions: Promise<BrokerBarEvent[]> }[] = [];
     this.transact(() => {
       for (const r of ready) {
         if (r.pending!.shown) continue;
@@ -721,7 +721,12 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
         const daily = r.dailyPnl();
         if (isDailyLossBreached(daily, r.session.riskControls)) {
           this.halt(r, 'paused');
-          followUps.push(() => r.lock(() => this.breach(r, daily)));
+          const reason = `maxDailyLoss ${round(r.session.riskControls.maxDailyLoss!)} reached with daily pnl ${round(daily)}`;
+          followUps.push(() => r.lock(() => this.breach(r, reason)));
+        } else if (r.record.equity <= 0) {
+          // Only shorts (paperBroker.allowShort) or a venue's own margin can get here: never silently.
+          this.halt(r, 'paused');
+          followUps.push(() => r.lock(() => this.breach(r, `equity ${round(r.record.equity)} at or below 0`)));
         }
       }
       this.flush();
@@ -756,11 +761,10 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     return this.o.runnerStates.transaction(fn);
   }
 
-  /** maxDailyLoss reached (the runner is already halted): open orders cancelled, the session paused. */
-  private async breach(r: SessionRunner, daily: number): Promise<void> {
-    const reason = `maxDailyLoss ${round(r.session.riskControls.maxDailyLoss!)} reached with daily pnl ${round(daily)}`;
+  /** maxDailyLoss reached or equity exhausted (the runner is already halted): open orders cancelled, the session paused. */
+  private async breach(r: SessionRunner, reason: string): Promise<void> {
     await this.router.cancelOpen(r, `risk_breach: ${reason}`);
-    this.o.logger?.warn({ sessionId: r.id, dailyPnl: daily }, 'daily loss limit reached: pausing the session');
+    this.o.logger?.warn({ sessionId: r.id, dailyPnl: r.dailyPnl(), equity: r.record.equity, reason }, 'risk breach: pausing the session');
     void this.host?.handleRiskBreach(r.id, reason).catch((err: unknown) => this.o.logger?.error({ sessionId: r.id, err: message(err) }, 'risk breach not applied'));
   }
 

@@ -21,7 +21,7 @@ export const TEST_RUNNERS: Config['runners'] = {
   defaultBarIntervalMs: 1000,
 };
 
-export const TEST_PAPER_BROKER: Config['paperBroker'] = { initialCash: 100_000, slippageBps: 5, commissionBps: 1, commissionPerOrder: 0 };
+export const TEST_PAPER_BROKER: Config['paperBroker'] = { initialCash: 100_000, slippageBps: 5, commissionBps: 1, commissionPerOrder: 0, allowShort: false };
 
 /** Thresholds nothing fails: for tests about trading, not prerequisites. */
 export const OPEN_THRESHOLDS: PrerequisiteThresholds = {
