@@ -1,7 +1,8 @@
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createFeed } from '../src/market-data/feed.js';
+import { BarFiles } from '../src/market-data/bar-files.js';
+import { loadFeed } from '../src/market-data/feed.js';
 import { runBacktest } from '../src/runners/backtest-runner.js';
 import { StrategyCatalog } from '../src/strategies/catalog.js';
 import { tempDir } from './helpers/daemon.js';
@@ -10,7 +11,8 @@ import { untilWithin } from './helpers/until.js';
 
 const dir = tempDir('sessiond-money-');
 const catalog = new StrategyCatalog();
-const until = untilWithin(10_000);
+const files = new BarFiles({ dirs: [dir] });
+const until = untilWithin(30_000);
 
 function csv(name: string, price: (i: number) => number, n: number): string {
   const file = join(dir, name);
@@ -26,7 +28,7 @@ test('buy-and-hold with qty 1e9 is refused INSUFFICIENT_FUNDS: cash stays, metri
   const r = await runBacktest({
     strategy: catalog.get('buy-and-hold'),
     params: { qty: 1e9 },
-    feed: createFeed({ type: 'replay', file: csv('up.csv', (i) => 100 + i, 60) }, ['AAA'], { accelerated: true }),
+    feed: await loadFeed({ type: 'replay', file: csv('up.csv', (i) => 100 + i, 60) }, ['AAA'], { accelerated: true, files }),
   });
   t.is(r.orders.length, 1);
   t.is(r.orders[0]!.status, 'rejected');
@@ -53,7 +55,7 @@ export const strategy = {
 const sellerPath = join(dir, 'seller.mjs');
 writeFileSync(sellerPath, SELLER);
 
-test('a paper session cannot sell what it does not hold: the broker rejects it with INSUFFICIENT_POSITION', async (t) => {
+test.serial('a paper session cannot sell what it does not hold: the broker rejects it with INSUFFICIENT_POSITION', async (t) => {
   const rig = await buildTradingRig({ file: join(tempDir('sessiond-money-noshort-'), 'sessiond.db'), modules: [sellerPath] });
   try {
     await rig.manager.startSession({ id: 'no-short', kind: 'paper', strategy: { id: 'test-seller' }, symbols: ['AAA'], feed: { type: 'synthetic', intervalMs: 10 } });
@@ -66,8 +68,8 @@ test('a paper session cannot sell what it does not hold: the broker rejects it w
   }
 });
 
-test('with allowShort, a short whose loss exhausts equity pauses the session with risk_breach, not silently', async (t) => {
-  const rig = await buildTradingRig({ file: join(tempDir('sessiond-money-short-'), 'sessiond.db'), modules: [sellerPath], paperBroker: { allowShort: true } });
+test.serial('with allowShort, a short whose loss exhausts equity pauses the session with risk_breach, not silently', async (t) => {
+  const rig = await buildTradingRig({ file: join(tempDir('sessiond-money-short-'), 'sessiond.db'), modules: [sellerPath], paperBroker: { allowShort: true }, marketData: { dirs: [dir] } });
   try {
     // 100 shares short per step while the price climbs from 100 to 700.
     const rising = csv('rising.csv', (i) => 100 + 10 * i, 60);

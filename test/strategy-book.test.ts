@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildBook, type StrategyBook } from '../src/domain/book.js';
 import { applyFills } from '../src/domain/pnl.js';
-import { createFeed } from '../src/market-data/feed.js';
+import { BarFiles } from '../src/market-data/bar-files.js';
+import { loadFeed } from '../src/market-data/feed.js';
 import { runBacktest } from '../src/runners/backtest-runner.js';
 import { StrategyCatalog } from '../src/strategies/catalog.js';
 import { tempDir } from './helpers/daemon.js';
@@ -12,7 +13,8 @@ import { untilWithin } from './helpers/until.js';
 
 const dir = tempDir('sessiond-book-');
 const catalog = new StrategyCatalog();
-const until = untilWithin(10_000);
+const files = new BarFiles({ dirs: [dir] });
+const until = untilWithin(30_000);
 
 /** One symbol on a wave: fast=2/slow=5 SMAs cross every few bars. */
 function waveCsv(name: string, n = 200): string {
@@ -36,7 +38,7 @@ for (const [rule, riskControls] of [
     const r = await runBacktest({
       strategy: catalog.get('sma-crossover'),
       params: { fast: 2, slow: 5, qty: 2 },
-      feed: createFeed({ type: 'replay', file: wave }, ['AAA'], { accelerated: true }),
+      feed: await loadFeed({ type: 'replay', file: wave }, ['AAA'], { accelerated: true, files }),
       riskControls,
     });
     t.true(r.orders.length >= 5, `orders ${r.orders.length}`);
@@ -51,7 +53,7 @@ test('backtest: sma-crossover without limits alternates buy and sell, each sell 
   const r = await runBacktest({
     strategy: catalog.get('sma-crossover'),
     params: { fast: 2, slow: 5, qty: 2 },
-    feed: createFeed({ type: 'replay', file: wave }, ['AAA'], { accelerated: true }),
+    feed: await loadFeed({ type: 'replay', file: wave }, ['AAA'], { accelerated: true, files }),
   });
   t.true(r.fills.length >= 6, `fills ${r.fills.length}`);
   let held = 0;
@@ -89,7 +91,7 @@ function close(t: import('ava').ExecutionContext, actual: number, expected: numb
   t.true(Math.abs(actual - expected) < 1e-6, `${what}: ${actual} vs ${expected}`);
 }
 
-test('a session step sees its persisted book (positions, cash, equity), and the same after a restart', async (t) => {
+test.serial('a session step sees its persisted book (positions, cash, equity), and the same after a restart', async (t) => {
   const file = join(tempDir('sessiond-book-restart-'), 'sessiond.db');
   let rig = await buildTradingRig({ file, modules: [probePath] });
   const id = 'probe-1';
@@ -129,7 +131,7 @@ test('a session step sees its persisted book (positions, cash, equity), and the 
   }
 });
 
-test('a step sees the orders that can still fill, and buying power net of open buys', async (t) => {
+test.serial('a step sees the orders that can still fill, and buying power net of open buys', async (t) => {
   const rig = await buildTradingRig({ file: join(tempDir('sessiond-book-open-'), 'sessiond.db'), modules: [probePath] });
   const id = 'probe-confirm';
   try {
