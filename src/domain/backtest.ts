@@ -5,8 +5,16 @@ export const BacktestMetricsSchema = z
   .object({
     returnPct: z.number().finite(),
     maxDrawdownPct: z.number().finite().min(0),
+    /** Per step (one step = one bar interval), risk-free rate 0. */
     sharpe: z.number().finite(),
+    /** Closed round trips + positions still open at the end. */
     trades: z.number().int().min(0),
+    /** `sharpe x sqrt(steps per year)`, steps per year from the median bar interval (365-day year). */
+    sharpeAnnualized: z.number().finite().optional(),
+    /** Of `trades`, the positions still open at the end (marked at the last close). */
+    openTrades: z.number().int().min(0).optional(),
+    /** Unrealized PnL of those open positions at the last close. */
+    openPnl: z.number().finite().optional(),
   })
   .strict();
 export type BacktestMetrics = z.infer<typeof BacktestMetricsSchema>;

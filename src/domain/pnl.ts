@@ -1,4 +1,5 @@
 import type { BacktestMetrics } from './backtest.js';
+import { drawdownPct } from './equity-curve.js';
 import { ValidationError } from './errors.js';
 import type { Side } from './market.js';
 import type { Position } from './order.js';
@@ -91,18 +92,31 @@ export function utcDayStart(atMs: number): number {
 
 /**
  * Closed round trips in a fill sequence: a trade ends each time a symbol's position returns to flat or
- * flips side (a flip also opens the next trade). A position still open at the end is not counted.
+ * flips side (a flip also opens the next trade). A position still open at the end is not counted here
+ * (see tradeCounts).
  */
 export function countTrades(fills: readonly Pick<PnlFill, 'symbol' | 'side' | 'qty'>[]): number {
+  return tradeCounts(fills).closed;
+}
+
+/**
+ * What counts as a trade, for paper sessions and backtests alike: a round trip in one symbol, from the fill
+ * that opens a position to the fill that brings it back to flat or flips it (a flip closes one trade and
+ * opens the next). `closed` counts the finished ones; `open` the positions still open after the last fill
+ * (at most one per symbol). A metric's `trades` is `closed + open`: a buy-and-hold that bought has traded.
+ */
+export function tradeCounts(fills: readonly Pick<PnlFill, 'symbol' | 'side' | 'qty'>[]): { closed: number; open: number } {
   const qty = new Map<string, number>();
-  let trades = 0;
+  let closed = 0;
   for (const f of fills) {
     const before = qty.get(f.symbol) ?? 0;
     const after = snap(before + (f.side === 'buy' ? f.qty : -f.qty), f.qty);
-    if (before !== 0 && (after === 0 || Math.sign(after) !== Math.sign(before))) trades++;
+    if (before !== 0 && (after === 0 || Math.sign(after) !== Math.sign(before))) closed++;
     qty.set(f.symbol, after);
   }
-  return trades;
+  let open = 0;
+  for (const q of qty.values()) if (q !== 0) open++;
+  return { closed, open };
 }
 
 export interface PerformanceOptions {
@@ -145,7 +159,7 @@ export function performanceMetrics(equity: readonly number[], trades: number, op
     const e = equity[i]!;
     if (prev > 0) returns.push(e / prev - 1);
     if (e > peak) peak = e;
-    else if (peak > 0) maxDrawdownPct = Math.max(maxDrawdownPct, ((peak - e) / peak) * 100);
+    else maxDrawdownPct = Math.max(maxDrawdownPct, drawdownPct(peak, e));
   }
 
   let sharpe = 0;

@@ -3,7 +3,8 @@ import type { BacktestMetrics } from '../domain/backtest.js';
 import { buildBook, type BookOrder } from '../domain/book.js';
 import { ValidationError } from '../domain/errors.js';
 import type { Fill, Order, Position } from '../domain/order.js';
-import { applyFill, countTrades, markPosition, performanceMetrics, totalPnl, utcDayStart } from '../domain/pnl.js';
+import { periodsPerYearOf } from '../domain/equity-curve.js';
+import { applyFill, markPosition, performanceMetrics, totalPnl, tradeCounts, utcDayStart } from '../domain/pnl.js';
 import { checkOrderRisk } from '../domain/risk.js';
 import type { RiskControls } from '../domain/session.js';
 import type { Feed } from '../market-data/feed.js';
@@ -30,7 +31,9 @@ export interface BacktestRunOptions {
    * instead of the daemon) instead of the main thread. StrategyPool fits.
    */
   pool?: { evaluate(request: EvaluateRequest): Promise<EvaluateResponse> };
-  /** Annualizes the Sharpe ratio. @defaultValue undefined (per step) */
+  /**
+   * Steps per year for `sharpeAnnualized`. @defaultValue a 365-day year over the median time between steps
+   */
   periodsPerYear?: number;
   /** Prefix of client order ids. @defaultValue 'backtest' */
   id?: string;
@@ -41,7 +44,7 @@ export interface BacktestRunResult {
   steps: number;
   bars: number;
   initialCash: number;
-  /** One point per step: cash + positions marked at the step's last close, at its last bar time. */
+  /** The equity curve (equity-curve.ts): one point per step, positions marked at the closes, at its last bar time. */
   equity: EquityPoint[];
   /** Every order, oldest first; refused ones have status `rejected` and a `RISK_LIMIT: ...` reason. */
   orders: Order[];
@@ -151,7 +154,13 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
       steps++;
     }
     const placed = (await Promise.all([...submitted].map((c) => broker.getOrder(c)))).filter((o): o is Order => o !== undefined);
-    const trades = countTrades(fills);
+    const counts = tradeCounts(fills);
+    const trades = counts.closed + counts.open;
+    let openPnl = 0;
+    for (const p of positions.values()) if (p.qty !== 0) openPnl += p.unrealizedPnl;
+    const curve = [initialCash, ...equity.map((e) => e.equity)];
+    const perStep = performanceMetrics(curve, trades);
+    const periodsPerYear = options.periodsPerYear ?? periodsPerYearOf(equity.map((e) => e.at));
     return {
       params,
       dataRef: feed.dataRef,
@@ -163,7 +172,12 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
       fills,
       positions: [...positions.values()].sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0)),
       trades,
-      metrics: performanceMetrics([initialCash, ...equity.map((e) => e.equity)], trades, options.periodsPerYear === undefined ? {} : { periodsPerYear: options.periodsPerYear }),
+      metrics: {
+        ...perStep,
+        ...(periodsPerYear === undefined ? {} : { sharpeAnnualized: perStep.sharpe * Math.sqrt(periodsPerYear) }),
+        openTrades: counts.open,
+        openPnl,
+      },
     };
   } finally {
     db.close();

@@ -167,10 +167,8 @@ export class OrderRouter {
       }
       if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
     });
-    if (moved) {
-      this.publishPositions(r, at);
-      r.updateEquity();
-    }
+    // Equity is marked once per step at the closes (RunnerService), never here at a fill price.
+    if (moved) this.publishPositions(r, at);
   }
 
   /** Cancels every open order of the session (pending approvals included); returns them as they end up. */
@@ -254,7 +252,6 @@ export class OrderRouter {
     const at = this.iso();
     this.d.orders.savePositions(r.id, positions, at);
     this.publishPositions(r, at);
-    r.updateEquity();
   }
 
   /**
@@ -310,10 +307,8 @@ export class OrderRouter {
       for (const f of fills) if (this.addFill(r, f)) moved = true;
       if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
     });
-    if (moved) {
-      this.publishPositions(r, at);
-      r.updateEquity();
-    }
+    // Equity is marked once per step at the closes (RunnerService), never here at a fill price.
+    if (moved) this.publishPositions(r, at);
   }
 
   /**

@@ -6,7 +6,7 @@ import {
   SessiondError,
   ValidationError,
 } from '../domain/errors.js';
-import { countTrades, totalPnl } from '../domain/pnl.js';
+import { tradeCounts } from '../domain/pnl.js';
 import { isDailyLossBreached } from '../domain/risk.js';
 import type { Bar } from '../domain/market.js';
 import type { FeedConfig, Session } from '../domain/session.js';
@@ -373,25 +373,16 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   // ---- PerformanceSource and read models ----
 
   /**
-   * From the persisted book: equity = initial equity + realized and unrealized PnL of the persisted
-   * positions; max drawdown over every committed step (tracked in runner_state) and the equity history;
-   * trades = closed round trips in the persisted fills.
+   * From what is persisted, with the backtest's definitions: the session's equity curve (one point per step,
+   * marked at the closes; see equity-curve.ts) gives returnPct (last point / starting equity) and
+   * maxDrawdownPct (over every point, tracked in runner_state); trades = closed round trips + open positions
+   * in the persisted fills (tradeCounts).
    */
   performanceOf(session: Session): SessionPerformance {
     const record = this.o.runnerStates.get(session.id);
     if (record === undefined) return { returnPct: 0, maxDrawdownPct: 0, trades: 0 };
-    const equity = record.initialEquity + totalPnl(this.o.orders.positions(session.id));
-    let peak = record.peakEquity;
-    let maxDrawdownPct = record.maxDrawdownPct;
-    for (const p of [...this.o.runnerStates.equityHistory(session.id), { at: 0, equity }]) {
-      if (p.equity > peak) peak = p.equity;
-      else if (peak > 0) maxDrawdownPct = Math.max(maxDrawdownPct, ((peak - p.equity) / peak) * 100);
-    }
-    return {
-      returnPct: (equity / record.initialEquity - 1) * 100,
-      maxDrawdownPct,
-      trades: countTrades(this.o.orders.listFills(session.id)),
-    };
+    const { closed, open } = tradeCounts(this.o.orders.listFills(session.id));
+    return { returnPct: (record.equity / record.initialEquity - 1) * 100, maxDrawdownPct: record.maxDrawdownPct, trades: closed + open };
   }
 
   equityHistory(sessionId: string, options?: { limit?: number }): EquityPoint[] {

@@ -1,5 +1,6 @@
 import type { Broker } from '../brokers/broker.js';
 import type { Bar } from '../domain/market.js';
+import { markEquity } from '../domain/equity-curve.js';
 import type { Position } from '../domain/order.js';
 import { emptyPosition, markPosition, totalPnl, utcDayStart } from '../domain/pnl.js';
 import type { Session } from '../domain/session.js';
@@ -142,12 +143,16 @@ export class SessionRunner implements Schedulable {
     this.dirty = true;
   }
 
-  /** Updates equity, its peak and the max drawdown after marks or fills. */
+  /**
+   * One point of the session's equity curve (see equity-curve.ts): called once per step, after its bars
+   * marked the positions at their closes, and at the stop. Never after a fill.
+   */
   updateEquity(): void {
     const r = this.record;
-    r.equity = r.initialEquity + this.totalPnl();
-    if (r.equity > r.peakEquity) r.peakEquity = r.equity;
-    else if (r.peakEquity > 0) r.maxDrawdownPct = Math.max(r.maxDrawdownPct, ((r.peakEquity - r.equity) / r.peakEquity) * 100);
+    const next = markEquity(r, r.initialEquity + this.totalPnl());
+    r.equity = next.equity;
+    r.peakEquity = next.peakEquity;
+    r.maxDrawdownPct = next.maxDrawdownPct;
   }
 
   setPositions(positions: readonly Position[]): void {
