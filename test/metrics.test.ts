@@ -101,3 +101,39 @@ test('trades: round trips closed by a flat or a flip, plus positions still open'
   t.deepEqual(tradeCounts([f('buy', 5), f('sell', 8)]), { closed: 1, open: 1 }); // a flip closes one, opens the next
   t.deepEqual(tradeCounts([f('buy', 5), f('buy', 5, 'Y'), f('sell', 2)]), { closed: 0, open: 2 });
 });
+
+// Buys 1 on step 1 and sells it on step 3: flat from then on.
+const ROUND_TRIP = `
+export const strategy = {
+  id: 'test-round-trip',
+  name: 'Round trip',
+  paramsSchema: { safeParse: (v) => ({ success: true, data: {} }) },
+  initialState: () => ({ steps: 0 }),
+  step(state, bars) {
+    const steps = state.steps + 1;
+    const last = bars.find((b) => b.symbol === 'AAA');
+    const side = steps === 1 ? 'buy' : steps === 3 ? 'sell' : null;
+    return { state: { steps }, signals: last && side ? [{ key: last.symbol + ':' + last.time + ':' + side, symbol: last.symbol, side, qty: 1, type: 'market' }] : [] };
+  },
+};
+`;
+const roundTripPath = join(dir, 'round-trip.mjs');
+writeFileSync(roundTripPath, ROUND_TRIP);
+
+test.serial('a flat position shows the last close as lastPrice, not the price of the fill that closed it', async (t) => {
+  const rig = await buildTradingRig({ file: join(tempDir('sessiond-metrics-flat-'), 'sessiond.db'), modules: [roundTripPath], marketData: { dirs: [dir] } });
+  try {
+    await rig.manager.startSession({ id: 'flat', kind: 'paper', strategy: { id: 'test-round-trip' }, symbols: ['AAA', 'BBB'], feed: { type: 'replay', file: waves } });
+    await until('10 steps', () => (rig.services.runnerStates.get('flat')?.steps ?? 0) >= 10);
+    await rig.manager.pauseSession('flat');
+    const fills = rig.services.orders.listFills('flat');
+    t.deepEqual(fills.map((f) => [f.symbol, f.side]), [['AAA', 'buy'], ['AAA', 'sell']]);
+    // What GET /api/sessions/:id/positions serves.
+    const [aaa] = rig.services.orders.positions('flat');
+    const lastClose = rig.services.runnerStates.get('flat')!.lastPrices.AAA!;
+    t.like(aaa, { symbol: 'AAA', qty: 0, unrealizedPnl: 0, lastPrice: lastClose });
+    t.not(aaa!.lastPrice, fills[1]!.price);
+  } finally {
+    await rig.close();
+  }
+});

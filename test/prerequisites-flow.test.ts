@@ -1,5 +1,6 @@
 import test from 'ava';
-import { writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBacktestHandler } from '../src/commands/backtest-command.js';
 import type { BacktestRecord } from '../src/domain/backtest.js';
@@ -41,12 +42,24 @@ test('a backtest run whose result passes lets a live start through; one that fai
     t.is(passed.steps, 120);
     t.true(passed.metrics.trades >= 3, `trades ${passed.metrics.trades}`);
     t.true(passed.passed);
+    // Where it came from: run by the daemon, on this file's bytes.
+    t.is(passed.source, 'run');
+    t.deepEqual(passed.data, {
+      file: realpathSync(wave),
+      sha256: createHash('sha256').update(readFileSync(wave)).digest('hex'),
+      rows: 120,
+      from: new Date(Date.UTC(2024, 0, 2)).toISOString(),
+      to: new Date(Date.UTC(2024, 0, 2) + 119 * 60_000).toISOString(),
+    });
     // rsi-mean-reversion backtested on a steady climb: RSI never gets oversold, so it never trades.
     const climb = writeCsv(join(dir, 'climb.csv'), (i) => 100 + i);
     const failed = (await backtest({ strategyId: 'rsi-mean-reversion', data: climb }, { commandId: 'bt-fail' })) as BacktestRecord;
     t.is(failed.metrics.trades, 0);
     t.false(failed.passed);
     t.deepEqual(failed.checks.filter((c) => !c.passed).map((c) => c.reason), ['0 trades vs min 3']);
+    // A hand-written result that would pass is stored as `recorded` and does not open the gate.
+    const written = await manager.recordBacktest({ strategyId: 'rsi-mean-reversion', metrics: { returnPct: 50, maxDrawdownPct: 1, sharpe: 3, trades: 99 } }, { commandId: 'bt-written' });
+    t.like(written, { source: 'recorded', passed: true });
 
     const prereq = await manager.checkPrerequisites('sma-crossover');
     t.true(prereq.allPassed, JSON.stringify(prereq.checks));

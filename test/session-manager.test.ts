@@ -1,8 +1,14 @@
 import test from 'ava';
+import { join } from 'node:path';
 import { createActor } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
 import { SessiondError } from '../src/domain/errors.js';
-import { buildManager, paperConfig } from './helpers/manager.js';
+import { tempDir } from './helpers/daemon.js';
+import { THRESHOLDS, buildManager, paperConfig } from './helpers/manager.js';
+
+/** Where a backtest the daemon's backtest command ran came from (what it passes as the origin). */
+const RUN = { source: 'run' as const, data: { file: '/data/bars/aaa.csv', sha256: 'ab'.repeat(32), rows: 390, from: '2026-01-02T14:30:00.000Z', to: '2026-01-02T20:59:00.000Z' } };
+const GOOD = { returnPct: 12, maxDrawdownPct: 8, sharpe: 1.4, trades: 40 };
 
 async function rejection(t: import('ava').ExecutionContext, p: Promise<unknown>, code: string, message?: string | RegExp) {
   const err = await t.throwsAsync(p);
@@ -181,7 +187,7 @@ test('a live session starts once the strategy passed a backtest and a long enoug
   let now = Date.parse('2026-01-01T00:00:00Z');
   const m = buildManager({ now: () => new Date(now) });
   // A failing backtest is recorded but does not count.
-  const bad = await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: { returnPct: 1, maxDrawdownPct: 30, sharpe: 0.1, trades: 3 } });
+  const bad = await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: { returnPct: 1, maxDrawdownPct: 30, sharpe: 0.1, trades: 3 } }, {}, RUN);
   t.false(bad.passed);
   t.deepEqual(bad.checks.filter((c) => !c.passed).map((c) => c.name), ['backtest.return', 'backtest.drawdown', 'backtest.sharpe', 'backtest.trades']);
   await m.manager.startSession(paperConfig({ id: 'paper-1' }));
@@ -191,8 +197,9 @@ test('a live session starts once the strategy passed a backtest and a long enoug
   t.regex(prereq.checks[0]!.reason, /none passed/);
   t.regex(prereq.checks[1]!.reason, /ran 30s of 60s/);
 
-  const good = await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: { returnPct: 12, maxDrawdownPct: 8, sharpe: 1.4, trades: 40 } });
+  const good = await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: GOOD }, {}, RUN);
   t.true(good.passed);
+  t.is(good.source, 'run');
   now += 31_000;
   await m.manager.pauseSession('paper-1'); // paused time does not count, but 61 s have run
   now += 600_000;
@@ -202,6 +209,35 @@ test('a live session starts once the strategy passed a backtest and a long enoug
   t.is(live.status, 'running');
   t.is(live.kind, 'live');
   await m.close();
+});
+
+test('a recorded backtest (record-backtest) does not pass the live gate unless acceptRecorded; a daemon run does', async (t) => {
+  let now = Date.parse('2026-01-01T00:00:00Z');
+  const m = buildManager({ now: () => new Date(now) });
+  const recorded = await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: GOOD });
+  t.like(recorded, { source: 'recorded', passed: true });
+  t.is(recorded.data, undefined);
+  await m.manager.startSession(paperConfig({ id: 'paper-1' }));
+  now += 120_000;
+  let prereq = await m.manager.checkPrerequisites('sma-crossover');
+  t.deepEqual(prereq.checks.map((c) => [c.name, c.passed]), [['backtest', false], ['paper', true]]);
+  t.is(prereq.checks[0]!.reason, 'no backtest run by the daemon for strategy sma-crossover; 1 recorded with record-backtest do not count (prerequisites.backtest.acceptRecorded is false)');
+  await rejection(t, m.manager.startSession(paperConfig({ id: 'live-1', kind: 'live', brokerId: 'alpaca' })), 'PREREQUISITES_NOT_MET');
+
+  // The operator opts in: recorded results count.
+  const lenient = buildManager({ file: join(tempDir(), 'sessiond.db'), now: () => new Date(now), extra: { thresholds: { ...THRESHOLDS, backtest: { ...THRESHOLDS.backtest, acceptRecorded: true } } } });
+  await lenient.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: GOOD });
+  t.true((await lenient.manager.checkPrerequisites('sma-crossover')).checks[0]!.passed);
+  await lenient.close();
+
+  // A daemon run counts, with where its data came from, and survives a restart.
+  const run = await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: GOOD }, { commandId: 'bt-run' }, RUN);
+  t.like(run, { source: 'run', data: RUN.data });
+  const again = await m.restart();
+  prereq = await again.manager.checkPrerequisites('sma-crossover');
+  t.true(prereq.checks[0]!.passed);
+  t.regex(prereq.checks[0]!.reason, /^backtest bt-run \(run\) on \/data\/bars\/aaa\.csv \(sha256 abababababab, 390 rows\) passed/);
+  await again.close();
 });
 
 test('getActiveSessions returns running and paused sessions, never created or stopped ones', async (t) => {
@@ -222,7 +258,7 @@ test('getActiveSessions returns running and paused sessions, never created or st
 test('kill-switch stops every active session, or only live ones, and records who did it', async (t) => {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const m = buildManager({ now: () => new Date(now) });
-  await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: { returnPct: 12, maxDrawdownPct: 8, sharpe: 1.4, trades: 40 } });
+  await m.manager.recordBacktest({ strategyId: 'sma-crossover', metrics: GOOD }, {}, RUN);
   await m.manager.startSession(paperConfig({ id: 'p1' }));
   await m.manager.startSession(paperConfig({ id: 'p2' }));
   await m.manager.pauseSession('p2');

@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import type { BacktestDataProvenance } from '../domain/backtest.js';
 import { ValidationError } from '../domain/errors.js';
 import { RiskControlsSchema } from '../domain/session.js';
-import { BarFiles } from '../market-data/bar-files.js';
+import { BarFiles, type BarTable } from '../market-data/bar-files.js';
 import { createFeed } from '../market-data/feed.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import { zodIssues } from '../sessions/zod-issues.js';
@@ -66,7 +67,20 @@ export function createBacktestHandler(deps: BacktestCommandDeps): CommandHandler
     const record = await deps.manager.recordBacktest(
       { strategyId: d.strategyId, params: run.params, dataRef: run.dataRef, metrics: run.metrics },
       { commandId, source: 'command' },
+      { source: 'run', data: provenanceOf(table) },
     );
     return { ...record, steps: run.steps, bars: run.bars, orders: run.orders.length, fills: run.fills.length };
   };
+}
+
+/** What a daemon-run backtest records about its file: real path, SHA-256, rows and time range. */
+export function provenanceOf(table: BarTable): BacktestDataProvenance {
+  let from = Infinity;
+  let to = -Infinity;
+  for (const { bar } of table.rows) {
+    if (bar.time < from) from = bar.time;
+    if (bar.time > to) to = bar.time;
+  }
+  const iso = (ms: number): string => (Number.isFinite(ms) ? new Date(ms).toISOString() : '');
+  return { file: table.path, sha256: table.sha256, rows: table.rows.length, from: iso(from), to: iso(to) };
 }

@@ -30,7 +30,7 @@ export const ConfigSchema = z
     prerequisites: z
       .object({
         backtest: z
-          .object({ minReturnPct: z.number().finite(), maxDrawdownPct: nonNegative, minSharpe: z.number().finite(), minTrades: z.number().int().min(0) })
+          .object({ minReturnPct: z.number().finite(), maxDrawdownPct: nonNegative, minSharpe: z.number().finite(), minTrades: z.number().int().min(0), acceptRecorded: z.boolean().default(false) })
           .strict(),
         paper: z.object({ minRunSeconds: nonNegative, minReturnPct: z.number().finite(), maxDrawdownPct: nonNegative }).strict(),
       })

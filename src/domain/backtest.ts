@@ -19,12 +19,31 @@ export const BacktestMetricsSchema = z
   .strict();
 export type BacktestMetrics = z.infer<typeof BacktestMetricsSchema>;
 
+/** The bar file a daemon-run backtest read. */
+export interface BacktestDataProvenance {
+  /** The real path read. */
+  file: string;
+  /** Hex SHA-256 of the file's bytes. */
+  sha256: string;
+  /** Bar rows in the file. */
+  rows: number;
+  /** First and last bar time in the file (ISO-8601). */
+  from: string;
+  to: string;
+}
+
+/** `run`: the daemon's backtest command ran it (with `data`); `recorded`: record-backtest stored metrics computed elsewhere. */
+export type BacktestSource = 'run' | 'recorded';
+
 export interface BacktestRecord {
   id: string;
   strategyId: string;
   params: Record<string, unknown>;
   /** Where the bars came from (a file path, "synthetic:seed", ...). */
   dataRef: string;
+  source: BacktestSource;
+  /** Runs only: the file the daemon read. */
+  data?: BacktestDataProvenance | undefined;
   metrics: BacktestMetrics;
   passed: boolean;
   checks: PrerequisiteCheck[];
@@ -36,6 +55,8 @@ export interface BacktestThresholds {
   maxDrawdownPct: number;
   minSharpe: number;
   minTrades: number;
+  /** Whether a `recorded` backtest (record-backtest) may pass the live gate; else only daemon runs. @defaultValue false */
+  acceptRecorded?: boolean;
 }
 
 export interface PaperThresholds {

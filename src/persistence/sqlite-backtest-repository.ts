@@ -12,9 +12,13 @@ interface BacktestRow {
   passed: number;
   checks: string;
   created_at: string;
+  source: string;
+  data: string | null;
 }
 
 const ChecksSchema = z.array(z.object({ name: z.string(), passed: z.boolean(), reason: z.string() }));
+const SourceSchema = z.enum(['run', 'recorded']);
+const DataSchema = z.object({ file: z.string(), sha256: z.string(), rows: z.number().int().min(0), from: z.string(), to: z.string() }).strict();
 
 function toRecord(r: BacktestRow): BacktestRecord {
   return {
@@ -26,6 +30,8 @@ function toRecord(r: BacktestRow): BacktestRecord {
     passed: r.passed === 1,
     checks: ChecksSchema.parse(JSON.parse(r.checks)),
     createdAt: r.created_at,
+    source: SourceSchema.parse(r.source),
+    ...(r.data === null ? {} : { data: DataSchema.parse(JSON.parse(r.data)) }),
   };
 }
 
@@ -35,8 +41,8 @@ export class SqliteBacktestRepository implements BacktestRepository {
   async save(record: BacktestRecord): Promise<void> {
     this.db
       .prepare(
-        `INSERT INTO backtests (id, strategy_id, params, data_ref, metrics, passed, checks, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO backtests (id, strategy_id, params, data_ref, metrics, passed, checks, created_at, source, data)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET metrics = excluded.metrics, passed = excluded.passed, checks = excluded.checks`,
       )
       .run(
@@ -48,6 +54,8 @@ export class SqliteBacktestRepository implements BacktestRepository {
         record.passed ? 1 : 0,
         JSON.stringify(record.checks),
         record.createdAt,
+        record.source,
+        record.data === undefined ? null : JSON.stringify(record.data),
       );
   }
 

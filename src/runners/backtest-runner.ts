@@ -107,7 +107,8 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
         }
         lastPrice.set(bar.symbol, bar.close);
         const p = positions.get(bar.symbol);
-        if (p !== undefined && p.qty !== 0) positions.set(bar.symbol, markPosition(p, bar.close));
+        // Flat positions too: their lastPrice is the last close (as in a session).
+        if (p !== undefined) positions.set(bar.symbol, markPosition(p, bar.close));
       }
       bars += batch.length;
       // The book a session's step would see: fills at these bars' opens included.

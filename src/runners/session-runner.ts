@@ -124,7 +124,7 @@ export class SessionRunner implements Schedulable {
 
   /**
    * A bar arrived: rolls the daily PnL baseline on a new UTC day, records the last price and marks the
-   * position in its symbol.
+   * position in its symbol (flat or not).
    */
   observeBar(bar: Bar): void {
     const day = utcDayStart(bar.time);
@@ -135,8 +135,9 @@ export class SessionRunner implements Schedulable {
     }
     r.lastPrices[bar.symbol] = bar.close;
     if (r.lastBarTime === undefined || bar.time > r.lastBarTime) r.lastBarTime = bar.time;
+    // Flat positions too: their lastPrice is the last close, not the price of the fill that closed them.
     const p = this.positions.get(bar.symbol);
-    if (p !== undefined && p.qty !== 0) {
+    if (p !== undefined && p.lastPrice !== bar.close) {
       this.positions.set(bar.symbol, markPosition(p, bar.close));
       this.positionsMarked = true;
     }

@@ -15,6 +15,7 @@ import {
   BacktestMetricsSchema,
   check,
   judgeBacktest,
+  type BacktestDataProvenance,
   type BacktestRecord,
   type BacktestThresholds,
   type PaperThresholds,
@@ -249,8 +250,12 @@ export class SessionManager {
     return views;
   }
 
-  /** Stores a backtest result judged against the configured thresholds. */
-  recordBacktest(input: unknown, ctx: CommandContext = {}): Promise<BacktestRecord> {
+  /**
+   * Stores a backtest result judged against the configured thresholds. `origin` says where it came from:
+   * omitted (the record-backtest job) it is `recorded`; the daemon's backtest command passes
+   * `{ source: 'run', data }` with the file it read. Only code in the daemon can pass it, never a job.
+   */
+  recordBacktest(input: unknown, ctx: CommandContext = {}, origin?: { source: 'run'; data: BacktestDataProvenance }): Promise<BacktestRecord> {
     const parsed = RecordBacktestSchema.safeParse(input);
     if (!parsed.success) return this.rejectEarly(ctx, 'record-backtest', new ValidationError(`invalid backtest: ${zodIssues(parsed.error)}`));
     const data = parsed.data;
@@ -266,6 +271,8 @@ export class SessionManager {
           passed: checks.every((c) => c.passed),
           checks,
           createdAt: this.now().toISOString(),
+          source: origin?.source ?? 'recorded',
+          ...(origin === undefined ? {} : { data: origin.data }),
         };
         await this.opts.backtests.save(record);
         return record;
@@ -282,13 +289,25 @@ export class SessionManager {
     const t = this.opts.thresholds;
     const checks: PrerequisiteCheck[] = [];
 
-    const backtests = await this.opts.backtests.listByStrategy(strategyId);
+    const all = await this.opts.backtests.listByStrategy(strategyId);
+    // By default only what the daemon ran counts: a hand-written record-backtest result proves nothing.
+    const backtests = t.backtest.acceptRecorded === true ? all : all.filter((b) => b.source === 'run');
     const judged = backtests.map((b) => ({ b, checks: judgeBacktest(b.metrics, t.backtest) }));
     const passing = judged.find((j) => j.checks.every((c) => c.passed));
+    const ignored = all.length - backtests.length;
     if (passing) {
-      checks.push(check('backtest', true, `backtest ${passing.b.id} passed (${passing.checks.map((c) => c.reason).join(', ')})`));
+      const from = passing.b.data === undefined ? '' : ` on ${passing.b.data.file} (sha256 ${passing.b.data.sha256.slice(0, 12)}, ${passing.b.data.rows} rows)`;
+      checks.push(check('backtest', true, `backtest ${passing.b.id} (${passing.b.source})${from} passed (${passing.checks.map((c) => c.reason).join(', ')})`));
     } else if (judged.length === 0) {
-      checks.push(check('backtest', false, `no backtest recorded for strategy ${strategyId}`));
+      checks.push(
+        check(
+          'backtest',
+          false,
+          ignored > 0
+            ? `no backtest run by the daemon for strategy ${strategyId}; ${ignored} recorded with record-backtest do not count (prerequisites.backtest.acceptRecorded is false)`
+            : `no backtest recorded for strategy ${strategyId}`,
+        ),
+      );
     } else {
       const latest = judged[0]!;
       const failed = latest.checks.filter((c) => !c.passed).map((c) => c.reason);
