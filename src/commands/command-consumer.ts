@@ -48,6 +48,11 @@ export interface CommandConsumerOptions {
   /** A stalled command is redelivered, never failed for stalling: its outcome comes from the command log. @defaultValue 1000 */
   maxStalledCount?: number;
   handlers?: Record<string, CommandHandler>;
+  /**
+   * The queue lease (src/daemon/lease.ts): checked before each command is applied; while it is not held (not
+   * renewed within its ttl) commands wait for it. Without one the consumer assumes it alone consumes the queue.
+   */
+  lease?: { readonly held: boolean; whenHeld(): Promise<void> } | undefined;
   logger?: Logger | undefined;
   onOutcome?: ((o: CommandOutcome) => void) | undefined;
 }
@@ -72,8 +77,8 @@ function parse<S extends z.ZodType>(schema: S, data: unknown, name: string): z.o
  * Success returns the session view; a rejection is an UnrecoverableError `CODE: message` (never retried).
  */
 export class CommandConsumer {
-  private readonly o: Required<Omit<CommandConsumerOptions, 'logger' | 'onOutcome' | 'handlers'>> &
-    Pick<CommandConsumerOptions, 'logger' | 'onOutcome'> & { handlers: Record<string, CommandHandler> };
+  private readonly o: Required<Omit<CommandConsumerOptions, 'logger' | 'onOutcome' | 'handlers' | 'lease'>> &
+    Pick<CommandConsumerOptions, 'logger' | 'onOutcome' | 'lease'> & { handlers: Record<string, CommandHandler> };
   /**
    * The one-line-per-command log. Its fields are fixed here (ids, command, outcome, code, latency, and our own
    * error message, which never echoes job data), so it skips redaction: deep redaction cost ~10x a line.
@@ -196,6 +201,8 @@ export class CommandConsumer {
     try {
       if (job.data instanceof UnreadableJobData) throw new ValidationError(job.data.reason);
       if (!isValidId(commandId)) throw new ValidationError(`command id ${describeId(commandId)} breaks the id rule (${ID_RULE})`);
+      // Fencing: nothing is applied unless this daemon's lease on the queue is current.
+      if (this.o.lease && !this.o.lease.held) await this.o.lease.whenHeld();
       const result = await this.execute(job.name, job.data, commandId);
       this.report(job.name, commandId, sessionId, t0);
       return result;

@@ -15,6 +15,8 @@ export const ConfigSchema = z
         concurrency: positiveInt,
         lockDurationMs: positiveInt,
         stalledIntervalMs: positiveInt,
+        leaseTtlMs: z.number().int().min(300),
+        standby: z.boolean(),
       })
       .strict(),
     database: z.object({ file: z.string().min(1), synchronous: z.enum(['NORMAL', 'FULL']) }).strict(),
@@ -88,6 +90,8 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   SESSIOND_CONCURRENCY: { path: ['queue', 'concurrency'], type: 'int' },
   SESSIOND_LOCK_DURATION_MS: { path: ['queue', 'lockDurationMs'], type: 'int' },
   SESSIOND_STALLED_INTERVAL_MS: { path: ['queue', 'stalledIntervalMs'], type: 'int' },
+  SESSIOND_LEASE_TTL_MS: { path: ['queue', 'leaseTtlMs'], type: 'int' },
+  SESSIOND_STANDBY: { path: ['queue', 'standby'], type: 'bool' },
   SESSIOND_HTTP: { path: ['http', 'enabled'], type: 'bool' },
   SESSIOND_HTTP_HOST: { path: ['http', 'host'], type: 'string' },
   SESSIOND_HTTP_PORT: { path: ['http', 'port'], type: 'int' },

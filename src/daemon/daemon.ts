@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
@@ -10,6 +11,8 @@ import { SessionManager, type TransitionNotice } from '../sessions/session-manag
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from '../sessions/ports.js';
 import type { Config } from './config.js';
 import { ensureRedis, type EnsuredRedis } from './redis-server.js';
+import { QueueLease } from './lease.js';
+import { acquireOwnerLock, type OwnerLock } from './owner-lock.js';
 import { redactUrl } from './config.js';
 
 /** What a runner reports to metrics (implemented by src/http/metrics.ts). */
@@ -39,6 +42,8 @@ export interface DaemonHooks {
   onOutcome?: (o: CommandOutcome) => void;
   onWrite?: (ms: number) => void;
   inspect?: (event: InspectionEvent) => void;
+  /** Another daemon took the queue lease. @defaultValue exit the process with status 1 (systemd restarts it) */
+  onLeaseLost?: () => void;
 }
 
 export interface Daemon {
@@ -58,12 +63,21 @@ export interface Daemon {
 
 /** Opens SQLite, recovers every session, then consumes commands. Resolves when ready. */
 export async function startDaemon(config: Readonly<Config>, logger: Logger, hooks: DaemonHooks): Promise<Daemon> {
-  const db = openDatabase(config.database.file, { synchronous: config.database.synchronous });
+  // One daemon per database, before anything reads or migrates it.
+  const owner: OwnerLock | undefined = acquireOwnerLock(config.database.file);
+  let db: Db;
+  try {
+    db = openDatabase(config.database.file, { synchronous: config.database.synchronous });
+  } catch (err) {
+    owner?.release();
+    throw err;
+  }
   const store = new SqliteSessionStore(db);
   const checkpointer = startCheckpointer(db);
   let ensured: EnsuredRedis | undefined;
   let redis: Redis | undefined;
   let trading: TradingWiring | undefined;
+  let lease: QueueLease | undefined;
   try {
     ensured = await ensureRedis(config.redis.url, {
       embedded: config.redis.embedded,
@@ -76,6 +90,19 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     redis = new Redis(ensured.url, { maxRetriesPerRequest: null });
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     void warnOnEviction(redis, logger);
+
+    // One consuming daemon per queue: a standby waits here, before it recovers or runs anything.
+    lease = new QueueLease({
+      redis,
+      prefix: config.queue.prefix,
+      queue: config.queue.name,
+      db: resolve(config.database.file),
+      ttlMs: config.queue.leaseTtlMs,
+      logger,
+      onLost: () => (hooks.onLeaseLost ?? (() => process.exit(1)))(),
+    });
+    const fence = await lease.acquire({ standby: config.queue.standby });
+    logger.info({ queue: config.queue.name, fence, ttlMs: config.queue.leaseTtlMs }, 'holding the queue lease');
 
     trading = await hooks.trading({ config, db, logger, store });
     const manager = new SessionManager({
@@ -103,6 +130,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       lockDuration: config.queue.lockDurationMs,
       stalledInterval: config.queue.stalledIntervalMs,
       handlers: trading.handlers,
+      lease,
       logger,
       onOutcome: hooks.onOutcome,
     });
@@ -113,6 +141,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     const r = redis;
     const t = trading;
     const e = ensured;
+    const l = lease;
     return {
       config,
       db,
@@ -129,20 +158,24 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
           await withTimeout(consumer.close(), config.shutdown.drainTimeoutMs, () => logger.warn('queue drain timed out'));
           await manager.close();
           await t.close?.();
+          await l.release();
           r.disconnect();
           await e.embedded?.stop();
           await checkpointer.close();
           db.close();
+          owner?.release();
         })();
         return closing;
       },
     };
   } catch (err) {
     await trading?.close?.().catch(() => undefined);
+    await lease?.release();
     redis?.disconnect();
     await ensured?.embedded?.stop();
     await checkpointer.close();
     db.close();
+    owner?.release();
     throw err;
   }
 }

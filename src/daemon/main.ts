@@ -11,6 +11,8 @@ import { startDaemon, type Daemon } from './daemon.js';
 import { createInspectRelay, type InspectRelay } from './inspect.js';
 import { createLogger } from './logger.js';
 import { RedisNotInstalledError } from './redis-server.js';
+import { LeaseHeldError } from './lease.js';
+import { OwnerLockError } from './owner-lock.js';
 import { SdNotify } from './sd-notify.js';
 import { createTradingWiring } from './trading.js';
 
@@ -58,6 +60,11 @@ export async function main(): Promise<void> {
   } catch (err) {
     relay?.close();
     if (err instanceof RedisNotInstalledError) {
+      process.stderr.write(`sessiond: ${err.message}\n`);
+      process.exit(1);
+    }
+    if (err instanceof OwnerLockError || err instanceof LeaseHeldError) {
+      logger.fatal({ code: err.code }, `refused to start: ${err.message}`);
       process.stderr.write(`sessiond: ${err.message}\n`);
       process.exit(1);
     }
