@@ -1,11 +1,4 @@
 #!/usr/bin/env node
-// Runs the compiled daemon when built (npm run build), else the TypeScript source through tsx.
-import { existsSync } from 'node:fs';
-const dist = new URL('../dist/src/daemon/main.js', import.meta.url);
-if (existsSync(dist)) {
-  await import(dist.href);
-} else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import(new URL('../src/daemon/main.ts', import.meta.url).href);
-}
+// The compiled daemon (built at npm install / npm ci), or its TypeScript source when dist/ is missing or stale.
+import { launch } from './launch.js';
+await launch('src/daemon/main');

@@ -19,3 +19,19 @@ function cell(v: unknown): string {
   if (typeof v === 'object') return JSON.stringify(v);
   return String(v);
 }
+
+/** Money: two decimals, thousands unseparated (scripts parse it), `-` when absent. */
+export function money(v: unknown): string {
+  return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(2) : '-';
+}
+
+/** A quantity or price as the venue gave it: no float noise (up to 8 decimals, trailing zeros dropped). */
+export function qty(v: unknown): string {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return '-';
+  return String(Number(v.toFixed(8)));
+}
+
+/** A percentage with two decimals. */
+export function pct(v: unknown): string {
+  return typeof v === 'number' && Number.isFinite(v) ? `${v.toFixed(2)}%` : '-';
+}

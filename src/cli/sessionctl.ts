@@ -3,6 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { CommandClient, CommandTimeoutError } from '../commands/command-client.js';
 import { SessiondError } from '../domain/errors.js';
 import { record, table } from './format.js';
+import { renderFills, renderHistory, renderLiveEvent, renderOrders, renderPnl, renderPositions } from './book-format.js';
+import { watchLive } from './watch.js';
 
 /** Exit statuses: the contract scripts rely on. */
 export const EXIT = { OK: 0, REJECTED: 1, USAGE: 2, TIMEOUT: 3 } as const;
@@ -41,9 +43,14 @@ function parseJsonOption(text: string, what: string): unknown {
   }
 }
 
-function print(result: unknown, json: boolean): void {
+/** Turns a job's result into the table printed without --json. */
+type Render = (result: unknown) => string;
+
+function print(result: unknown, json: boolean, render?: Render): void {
   if (json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } else if (render) {
+    process.stdout.write(`${render(result)}\n`);
   } else if (Array.isArray(result)) {
     process.stdout.write(result.length ? `${table(result as Record<string, unknown>[], LIST_COLUMNS)}\n` : '(none)\n');
   } else if (result && typeof result === 'object') {
@@ -54,7 +61,10 @@ function print(result: unknown, json: boolean): void {
 }
 
 /** Builds the CLI; `run` submits one command and resolves with the exit status. */
-export function buildProgram(submit: (name: string, data: unknown, opts: { commandId?: string }) => Promise<void>): Command {
+export function buildProgram(
+  submit: (name: string, data: unknown, opts: { commandId?: string; render?: Render }) => Promise<void>,
+  watch: (sessionId: string | undefined, opts: { max?: number }) => Promise<void> = async () => undefined,
+): Command {
   const program = new Command('sessionctl')
     .description('Submit lifecycle commands to sessiond over its Redis queue and print the outcome')
     .option('--redis <url>', 'Redis URL (default: $REDIS_URL or redis://127.0.0.1:6379)')
@@ -200,22 +210,82 @@ export function buildProgram(submit: (name: string, data: unknown, opts: { comma
       });
   }
 
+  program
+    .command('orders <sessionId>')
+    .description("a session's orders, newest first: client order id, prices, fills, reason, approval expiry")
+    .addOption(new Option('--status <status>').choices(['pending_approval', 'new', 'accepted', 'partially_filled', 'filled', 'cancelled', 'rejected', 'expired']))
+    .option('--limit <n>', 'orders per page', '50')
+    .option('--offset <n>', 'skip this many (newest first)', '0')
+    .action(async (sessionId: string, o: { status?: string; limit: string; offset: string }) => {
+      const limit = positiveInt(o.limit, '--limit');
+      const offset = positiveInt(o.offset, '--offset', true);
+      await submit('get-orders', { sessionId, limit, offset, ...(o.status ? { status: o.status } : {}) }, { render: renderOrders });
+    });
+
+  program
+    .command('fills <sessionId>')
+    .description("a session's fills, oldest first")
+    .action(async (sessionId: string) => submit('get-fills', { sessionId }, { render: renderFills }));
+
+  program
+    .command('positions <sessionId>')
+    .description("a session's positions (flat ones keep their realized PnL)")
+    .action(async (sessionId: string) => submit('get-positions', { sessionId }, { render: renderPositions }));
+
+  program
+    .command('pnl [sessionId]')
+    .description('realized, unrealized, equity, cash and drawdown: one session, or every session and the total')
+    .action(async (sessionId: string | undefined) => submit('get-pnl', sessionId ? { sessionId } : {}, { render: renderPnl }));
+
+  program
+    .command('history <sessionId>')
+    .description("a session's transitions: when, from -> to, event, source, command id, reason")
+    .action(async (sessionId: string) => submit('get-history', { sessionId }, { render: renderHistory }));
+
+  program
+    .command('watch [sessionId]')
+    .description('print transitions and order updates as they happen (Ctrl-C to end)')
+    .option('--max <n>', 'exit after this many events')
+    .action(async (sessionId: string | undefined, o: { max?: string }) => {
+      await watch(sessionId, o.max !== undefined ? { max: positiveInt(o.max, '--max') } : {});
+    });
+
   return program;
+}
+
+function positiveInt(text: string, what: string, zeroOk = false): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < (zeroOk ? 0 : 1)) throw new UsageError(`${what} must be a ${zeroOk ? 'non-negative' : 'positive'} integer`);
+  return n;
 }
 
 /** Parses argv, runs the command, returns the exit status (0 ok, 1 rejected, 2 usage, 3 no daemon). */
 export async function run(argv: string[]): Promise<number> {
   let client: CommandClient | undefined;
   let json = false;
-  const program = buildProgram(async (name, data, opts) => {
-    const g = program.opts<GlobalOptions>();
-    json = Boolean(g.json);
-    const timeoutMs = Number(g.timeout);
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError('--timeout must be a positive integer (ms)');
-    client = new CommandClient({ redisUrl: g.redis, queueName: g.queue, prefix: g.prefix });
-    const result = await client.submit(name, data, { commandId: opts.commandId, timeoutMs });
-    print(result, json);
-  });
+  const program = buildProgram(
+    async (name, data, opts) => {
+      const g = program.opts<GlobalOptions>();
+      json = Boolean(g.json);
+      const timeoutMs = Number(g.timeout);
+      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError('--timeout must be a positive integer (ms)');
+      client = new CommandClient({ redisUrl: g.redis, queueName: g.queue, prefix: g.prefix });
+      const result = await client.submit(name, data, { commandId: opts.commandId, timeoutMs });
+      print(result, json, opts.render);
+    },
+    async (sessionId, opts) => {
+      const g = program.opts<GlobalOptions>();
+      json = Boolean(g.json);
+      await watchLive({
+        redisUrl: g.redis ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+        queueName: g.queue ?? 'session-commands',
+        prefix: g.prefix ?? 'sessiond',
+        sessionId,
+        max: opts.max,
+        onEvent: (e) => process.stdout.write(json ? `${JSON.stringify(e)}\n` : `${renderLiveEvent(e)}\n`),
+      });
+    },
+  );
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   try {
     await program.parseAsync(argv, { from: 'user' });

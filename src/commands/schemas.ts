@@ -16,11 +16,16 @@ export const COMMAND_NAMES = [
   'get-session',
   'list-sessions',
   'get-command',
+  'get-orders',
+  'get-fills',
+  'get-positions',
+  'get-pnl',
+  'get-history',
 ] as const;
 export type CommandName = (typeof COMMAND_NAMES)[number];
 
 /** Commands that only read: no command record, no ordering constraint. */
-export const READ_ONLY_COMMANDS = new Set<string>(['get-session', 'list-sessions', 'get-command']);
+export const READ_ONLY_COMMANDS = new Set<string>(['get-session', 'list-sessions', 'get-command', 'get-orders', 'get-fills', 'get-positions', 'get-pnl', 'get-history']);
 
 /** The contract's job names: the only names the consumer handles (an own-property lookup, never a prototype's). */
 export const KNOWN_COMMANDS: ReadonlySet<string> = new Set<string>(COMMAND_NAMES);
@@ -48,3 +53,11 @@ export const GetCommandSchema = z.object({ commandId: IdSchema }).strict();
 
 export const DEFAULT_QUEUE_NAME = 'session-commands';
 export const DEFAULT_QUEUE_PREFIX = 'sessiond';
+
+/**
+ * The Redis pub/sub channel the daemon publishes live events on (JSON: transitions and order changes),
+ * read by `sessionctl watch`. Best effort: a subscriber sees what happens while it is subscribed.
+ */
+export function liveChannel(prefix: string, queueName: string): string {
+  return `${prefix}:${queueName}:live`;
+}

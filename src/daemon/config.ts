@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { NOTIFY_EVENTS } from '../notify/events.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().finite().min(0);
@@ -26,6 +27,8 @@ export const ConfigSchema = z
         host: z.string().min(1),
         port: z.number().int().min(0).max(65535),
         token: z.string().min(16, 'must be at least 16 characters').optional(),
+        /** Open server-sent event streams at most; one more gets 503. */
+        maxEventClients: positiveInt,
       })
       .strict(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']) }).strict(),
@@ -59,6 +62,25 @@ export const ConfigSchema = z
     inspect: z.object({ enabled: z.boolean(), port: z.number().int().min(1).max(65535) }).strict(),
     marketData: z.object({ dirs: z.array(z.string().min(1)).min(1), maxFileBytes: positiveInt }).strict(),
     shutdown: z.object({ drainTimeoutMs: positiveInt }).strict(),
+    metrics: z.object({ maxSessionLabels: z.number().int().min(0) }).strict(),
+    notify: z
+      .object({
+        webhooks: z.array(
+          z
+            .object({
+              url: z.string().url().refine((u) => /^https?:/.test(u), 'must be an http(s) URL'),
+              /** Event types to send; absent: every event. */
+              events: z.array(z.enum(NOTIFY_EVENTS)).min(1).optional(),
+              /** When set, each POST carries `X-Sessiond-Signature: sha256=<hex HMAC of the body>`. */
+              secret: z.string().min(16, 'must be at least 16 characters').optional(),
+            })
+            .strict(),
+        ),
+        timeoutMs: positiveInt,
+        maxAttempts: positiveInt,
+        backoffMs: positiveInt,
+      })
+      .strict(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -103,9 +125,14 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   SESSIOND_REDIS_DIR: { path: ['redis', 'embeddedDir'], type: 'string' },
   SESSIOND_DRAIN_TIMEOUT_MS: { path: ['shutdown', 'drainTimeoutMs'], type: 'int' },
   SESSIOND_DATA_DIRS: { path: ['marketData', 'dirs'], type: 'paths' },
+  SESSIOND_HTTP_MAX_EVENT_CLIENTS: { path: ['http', 'maxEventClients'], type: 'int' },
+  SESSIOND_METRICS_MAX_SESSIONS: { path: ['metrics', 'maxSessionLabels'], type: 'int' },
 };
 
-export const DEFAULT_CONFIG_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));
+/** config/default.json of the checkout: two levels up from src/daemon, three when running compiled from dist/src/daemon. */
+export const DEFAULT_CONFIG_FILE = [new URL('../../config/default.json', import.meta.url), new URL('../../../config/default.json', import.meta.url)]
+  .map((u) => fileURLToPath(u))
+  .find((f) => existsSync(f)) ?? fileURLToPath(new URL('../../config/default.json', import.meta.url));
 
 type Json = Record<string, unknown>;
 

@@ -8,6 +8,11 @@ import { openDatabase, type Db } from '../persistence/database.js';
 import { SqliteBacktestRepository } from '../persistence/sqlite-backtest-repository.js';
 import { SqliteCommandLog, SqliteSessionStore } from '../persistence/sqlite-session-store.js';
 import { SessionManager, type TransitionNotice } from '../sessions/session-manager.js';
+import { SessionBook } from '../sessions/session-book.js';
+import { bookQueryHandlers } from '../commands/book-queries.js';
+import { SqliteOrderRepository } from '../persistence/sqlite-order-repository.js';
+import { SqliteRunnerStateRepository } from '../persistence/sqlite-runner-state-repository.js';
+import { sessionBars } from './session-bars.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from '../sessions/ports.js';
 import type { Config } from './config.js';
 import { ensureRedis, type EnsuredRedis } from './redis-server.js';
@@ -21,6 +26,8 @@ export interface RunnerMetrics {
   runnerFailure(kind: string): void;
   barToOrder(ms: number): void;
   setPoolStatsSource(fn: () => { utilization: number; threads: number; queueSize: number }): void;
+  /** An order changed status (orders-by-status metrics, live events, alerts on rejection). */
+  orderUpdate?(e: { sessionId: string; clientOrderId: string; status: string }): void;
 }
 
 /** What the trading side (runners, brokers, strategies) contributes to the daemon. */
@@ -57,6 +64,8 @@ export interface Daemon {
   recovered: number;
   recoveryMs: number;
   trading: TradingWiring;
+  /** Sessions' orders, fills, positions, PnL, equity and bars, read from SQLite (CLI read jobs, HTTP API). */
+  book: SessionBook;
   /** Drains the queue worker, stops runners without changing any status, closes Redis and SQLite. Idempotent. */
   close(): Promise<void>;
 }
@@ -119,6 +128,13 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       inspect: hooks.inspect,
     });
     trading.attach?.(manager);
+    const book = new SessionBook({
+      sessions: manager,
+      orders: new SqliteOrderRepository(db),
+      runnerStates: new SqliteRunnerStateRepository(db),
+      bars: sessionBars({ defaultBarIntervalMs: config.runners.defaultBarIntervalMs }),
+      initialEquity: config.paperBroker.initialCash,
+    });
     const { recovered, ms } = await manager.recover();
     logger.info({ recovered, ms: Number(ms.toFixed(1)) }, 'sessions recovered');
 
@@ -129,7 +145,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       concurrency: config.queue.concurrency,
       lockDuration: config.queue.lockDurationMs,
       stalledInterval: config.queue.stalledIntervalMs,
-      handlers: trading.handlers,
+      handlers: { ...bookQueryHandlers(book), ...trading.handlers },
       lease,
       logger,
       onOutcome: hooks.onOutcome,
@@ -153,6 +169,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       recovered,
       recoveryMs: ms,
       trading: t,
+      book,
       close() {
         closing ??= (async () => {
           await withTimeout(consumer.close(), config.shutdown.drainTimeoutMs, () => logger.warn('queue drain timed out'));

@@ -3,9 +3,15 @@ import { sessionMachine } from '../../machines/session.machine.js';
 import { EventBus } from '../http/event-bus.js';
 import { readiness, redisCheck, sqliteCheck } from '../http/health.js';
 import { describeMachine } from '../http/machine-definition.js';
-import { Metrics, sessionCountsFrom } from '../http/metrics.js';
+import { Metrics, bookStatsFrom, sessionCountsFrom } from '../http/metrics.js';
 import { createHttpServer, type HttpServer } from '../http/server.js';
+import { CommandClient } from '../commands/command-client.js';
+import { liveChannel } from '../commands/schemas.js';
+import { Alerts } from '../notify/alerts.js';
+import { WebhookNotifier } from '../notify/webhook-notifier.js';
+import type { StoredOrder } from '../persistence/order-repository.js';
 import { SqliteOrderRepository } from '../persistence/sqlite-order-repository.js';
+import type { RunnerMetrics } from './daemon.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startDaemon, type Daemon } from './daemon.js';
 import { createInspectRelay, type InspectRelay } from './inspect.js';
@@ -37,6 +43,28 @@ export async function main(): Promise<void> {
   const metrics = new Metrics();
   const bus = new EventBus();
   const relay: InspectRelay | undefined = config.inspect.enabled ? createInspectRelay({ port: config.inspect.port, logger }) : undefined;
+  const notifier = new WebhookNotifier({
+    webhooks: config.notify.webhooks,
+    timeoutMs: config.notify.timeoutMs,
+    maxAttempts: config.notify.maxAttempts,
+    backoffMs: config.notify.backoffMs,
+    logger,
+    onDelivery: (result) => metrics.webhookDelivery(result),
+  });
+  const alerts = new Alerts(notifier);
+  bus.subscribe((e) => alerts.live(e));
+  // Order events carry the persisted order; the repository exists once the database is open.
+  let orderOf: (clientOrderId: string) => StoredOrder | undefined = () => undefined;
+  const runnerHooks: RunnerMetrics = {
+    runnerStep: (id) => metrics.runnerStep(id),
+    runnerFailure: (kind) => metrics.runnerFailure(kind),
+    barToOrder: (ms) => metrics.barToOrder(ms),
+    setPoolStatsSource: (fn) => metrics.setPoolStatsSource(fn),
+    orderUpdate: (e) => {
+      metrics.orderUpdate(e);
+      bus.publish({ type: 'order', sessionId: e.sessionId, clientOrderId: e.clientOrderId, status: e.status as StoredOrder['status'], order: orderOf(e.clientOrderId), at: new Date().toISOString() });
+    },
+  };
 
   // Signals that arrive while recovering are held, then honoured once there is something to drain.
   let pendingSignal: string | undefined;
@@ -48,12 +76,19 @@ export async function main(): Promise<void> {
   try {
     daemon = await startDaemon(config, logger, {
       // The runner reports steps, failures and pool stats to the same metrics.
-      trading: (ctx) => createTradingWiring({ ...ctx, metrics }),
+      trading: (ctx) => {
+        const orders = new SqliteOrderRepository(ctx.db);
+        orderOf = (id) => orders.getByClientId(id);
+        return createTradingWiring({ ...ctx, metrics: runnerHooks });
+      },
       onTransition: (n) => {
         metrics.transition(n.transition);
         bus.publish({ type: 'transition', session: n.session, transition: n.transition });
       },
-      onOutcome: (o) => metrics.commandOutcome(o),
+      onOutcome: (o) => {
+        metrics.commandOutcome(o);
+        alerts.outcome(o);
+      },
       onWrite: (ms) => metrics.sqliteWrite(ms),
       ...(relay ? { inspect: (e) => relay.inspect(e) } : {}),
     });
@@ -72,12 +107,23 @@ export async function main(): Promise<void> {
     process.exit(1);
   }
   const d = daemon;
-  metrics.setSources({ sessionCounts: sessionCountsFrom(d.db), queueDepth: () => d.consumer.depth() });
+  metrics.setSources({
+    sessionCounts: sessionCountsFrom(d.db),
+    queueDepth: () => d.consumer.depth(),
+    book: bookStatsFrom(d.db, config.metrics.maxSessionLabels),
+  });
+  // `sessionctl watch` reads live events from Redis pub/sub: best effort, never in a command's way.
+  const channel = liveChannel(config.queue.prefix, config.queue.name);
+  bus.subscribe((e) => {
+    d.redis.publish(channel, JSON.stringify(e)).catch(() => undefined);
+  });
 
   let http: HttpServer | undefined;
+  // The page's and the API's writes: submitted to the queue like sessionctl's (only with a token).
+  const commands = config.http.enabled && config.http.token ? new CommandClient({ redisUrl: d.redisUrl, queueName: config.queue.name, prefix: config.queue.prefix }) : undefined;
   if (config.http.enabled) {
     try {
-      http = await startHttp(d, config, logger, metrics, bus);
+      http = await startHttp(d, config, logger, metrics, bus, commands);
     } catch (err) {
       logger.fatal({ err, host: config.http.host, port: config.http.port }, 'http server failed to start');
       await d.close().catch(() => undefined);
@@ -90,6 +136,7 @@ export async function main(): Promise<void> {
   if (!pendingSignal) {
     await sd.ready(`recovered ${d.recovered} sessions; consuming ${config.queue.name}`);
     logger.info({ pid: process.pid, recovered: d.recovered, systemd: sd.enabled }, 'ready');
+    alerts.daemonStarted({ pid: process.pid, recovered: d.recovered });
   }
 
   let stopping = false;
@@ -98,10 +145,13 @@ export async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'stopping: draining commands, stopping runners');
     (async () => {
+      alerts.daemonStopping({ signal, pid: process.pid });
       await sd.stopping('draining commands');
       await http?.close();
+      await commands?.close();
       await d.close();
       relay?.close();
+      await notifier.close();
     })().then(
       () => {
         logger.info('stopped');
@@ -116,12 +166,20 @@ export async function main(): Promise<void> {
   if (pendingSignal) stop(pendingSignal);
 }
 
-async function startHttp(daemon: Daemon, config: Readonly<Config>, logger: Logger, metrics: Metrics, bus: EventBus): Promise<HttpServer> {
+async function startHttp(
+  daemon: Daemon,
+  config: Readonly<Config>,
+  logger: Logger,
+  metrics: Metrics,
+  bus: EventBus,
+  commands: CommandClient | undefined,
+): Promise<HttpServer> {
   const orders = new SqliteOrderRepository(daemon.db);
   const http = createHttpServer({
     host: config.http.host,
     port: config.http.port,
     token: config.http.token,
+    maxEventClients: config.http.maxEventClients,
     logger,
     metrics,
     bus,
@@ -129,6 +187,8 @@ async function startHttp(daemon: Daemon, config: Readonly<Config>, logger: Logge
     sources: {
       sessions: daemon.manager,
       orders,
+      book: daemon.book,
+      commands,
       readiness: () =>
         readiness({
           recovery: () => ({ ok: true, detail: `${daemon.recovered} sessions in ${daemon.recoveryMs.toFixed(1)} ms` }),

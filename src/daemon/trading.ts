@@ -181,6 +181,7 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
           ? undefined
           : (e) => {
               if (e.latencyMs !== undefined) metrics.barToOrder(e.latencyMs);
+              metrics.orderUpdate?.(e);
             },
     },
   });

@@ -1,21 +1,13 @@
-import type { SessionView } from '../domain/session.js';
-import type { TransitionRecord } from '../persistence/ports.js';
+import type { LiveEvent } from '../sessions/live-events.js';
 
-/** What the live view receives: a committed transition and the session as it now is. */
-export interface TransitionEvent {
-  type: 'transition';
-  session: SessionView;
-  transition: TransitionRecord;
-}
-
-export type LiveEvent = TransitionEvent;
+export type { LiveEvent, OrderLiveEvent, TransitionEvent } from '../sessions/live-events.js';
 
 export type LiveListener = (event: LiveEvent) => void;
 
 /**
- * Fan-out of committed transitions to open visualizer pages (server-sent events).
- * Publishing never throws: a failing listener is dropped, and the command that caused the event is
- * already committed, so it must not be affected.
+ * Fan-out of committed transitions and order changes to open pages (server-sent events) and to the
+ * Redis channel `sessionctl watch` reads. Publishing never throws: a failing listener is dropped, and the
+ * command that caused the event is already committed, so it must not be affected.
  */
 export class EventBus {
   private readonly listeners = new Set<LiveListener>();

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CommandOutcome } from '../commands/command-consumer.js';
+import { ORDER_STATUSES } from '../domain/order.js';
 
 /** What the strategy pool reports at scrape time. */
 export interface PoolStats {
@@ -21,10 +22,24 @@ export interface QueueDepth {
   delayed: number;
 }
 
+/** Orders, fills and money of every session, read from SQLite at scrape time. */
+export interface BookStats {
+  ordersByStatus: { status: string; n: number }[];
+  /** Fills ever recorded. */
+  fills: number;
+  /** Sums over every session with a runner state. */
+  equity: number;
+  realizedPnl: number;
+  unrealizedPnl: number;
+  /** Per session, at most `maxSessionLabels` of them (running and paused first, then the most recently updated). */
+  sessions: { sessionId: string; equity: number; pnl: number }[];
+}
+
 /** Read at scrape time; set once the daemon exists (metrics are created before it so hooks can count from the start). */
 export interface MetricsSources {
   sessionCounts?: () => SessionCountRow[];
   queueDepth?: () => Promise<QueueDepth>;
+  book?: () => BookStats;
 }
 
 export interface MetricsOptions {
@@ -60,11 +75,23 @@ export class Metrics {
   private readonly runnerFailures: Counter<'kind'>;
   private readonly sqliteWriteSeconds: Histogram;
   private readonly barToOrderSeconds: Histogram;
+  private readonly queueJobs: Counter<'result'>;
+  private readonly orderUpdates: Counter<'status'>;
+  private readonly webhookDeliveries: Counter<'result'>;
+  private lastBook: BookStats | undefined;
 
   constructor(options: MetricsOptions = {}) {
     const o = { ...DEFAULT_METRICS_OPTIONS, ...options };
     const registers = [this.registry];
-    if (o.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'sessiond_' });
+    if (o.processMetrics) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'sessiond_' });
+      // prom-client exports these three totals as gauges named `*_total`, which the exposition format reserves for
+      // counters (promtool check metrics flags them). The same numbers stay available, by type, in the
+      // `sessiond_nodejs_active_{handles,requests,resources}` gauges.
+      for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) {
+        this.registry.removeSingleMetric(`sessiond_nodejs_${name}`);
+      }
+    }
 
     const self = this;
     new Gauge({
@@ -162,6 +189,111 @@ export class Metrics {
       buckets: [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25],
       registers,
     });
+    this.queueJobs = new Counter({
+      name: 'sessiond_queue_jobs_processed_total',
+      help: 'Jobs the daemon took off the command queue, by result (completed: returned a value; failed: rejected with a code)',
+      labelNames: ['result'] as const,
+      registers,
+    });
+    this.orderUpdates = new Counter({
+      name: 'sessiond_order_updates_total',
+      help: 'Order status changes seen by the runners, by the new status',
+      labelNames: ['status'] as const,
+      registers,
+    });
+    this.webhookDeliveries = new Counter({
+      name: 'sessiond_webhook_deliveries_total',
+      help: 'Webhook POSTs by result: delivered, retried (an attempt failed and will be retried), failed (given up)',
+      labelNames: ['result'] as const,
+      registers,
+    });
+    // Book metrics: one SQLite read per scrape, shared by the gauges below (each one's collect() asks).
+    let bookReadAt = -Infinity;
+    const book = (): BookStats | undefined => {
+      if (performance.now() - bookReadAt < 250) return self.lastBook;
+      bookReadAt = performance.now();
+      try {
+        return (self.lastBook = self.sources.book?.());
+      } catch {
+        return (self.lastBook = undefined);
+      }
+    };
+    new Gauge({
+      name: 'sessiond_orders',
+      help: 'Orders of every session by status (from SQLite, at scrape time)',
+      labelNames: ['status'] as const,
+      registers,
+      collect() {
+        const b = book();
+        this.reset();
+        for (const st of ORDER_STATUSES) this.set({ status: st }, 0);
+        for (const r of b?.ordersByStatus ?? []) this.set({ status: r.status }, r.n);
+      },
+    });
+    let fillsSeen = 0;
+    new Counter({
+      name: 'sessiond_fills_total',
+      help: 'Fills recorded, all sessions (from SQLite, at scrape time)',
+      registers,
+      collect() {
+        const n = book()?.fills ?? 0;
+        if (n > fillsSeen) {
+          this.inc(n - fillsSeen);
+          fillsSeen = n;
+        }
+      },
+    });
+    new Gauge({
+      name: 'sessiond_equity',
+      help: 'Equity summed over every session that traded (initial equity + realized + unrealized PnL)',
+      registers,
+      collect() {
+        const b = book();
+        if (b) this.set(b.equity);
+      },
+    });
+    new Gauge({
+      name: 'sessiond_pnl',
+      help: 'PnL summed over every session, realized and unrealized',
+      labelNames: ['kind'] as const,
+      registers,
+      collect() {
+        const b = book();
+        if (!b) return;
+        this.set({ kind: 'realized' }, b.realizedPnl);
+        this.set({ kind: 'unrealized' }, b.unrealizedPnl);
+      },
+    });
+    new Gauge({
+      name: 'sessiond_session_equity',
+      help: 'Equity per session, for at most metrics.maxSessionLabels sessions (running and paused first)',
+      labelNames: ['session'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of book()?.sessions ?? []) this.set({ session: s.sessionId }, s.equity);
+      },
+    });
+    new Gauge({
+      name: 'sessiond_session_pnl',
+      help: 'Realized + unrealized PnL per session, for at most metrics.maxSessionLabels sessions',
+      labelNames: ['session'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const s of book()?.sessions ?? []) this.set({ session: s.sessionId }, s.pnl);
+      },
+    });
+  }
+
+  /** An order changed status (runner hook). */
+  orderUpdate(e: { status: string }): void {
+    this.orderUpdates.inc({ status: e.status });
+  }
+
+  /** A webhook POST was delivered, will be retried, or was given up. */
+  webhookDelivery(result: 'delivered' | 'retried' | 'failed'): void {
+    this.webhookDeliveries.inc({ result });
   }
 
   /** Where scrape-time gauges read from. */
@@ -178,6 +310,7 @@ export class Metrics {
   commandOutcome(o: CommandOutcome): void {
     this.commands.inc({ command: o.name, outcome: o.outcome, code: o.code ?? '' });
     this.commandSeconds.observe({ command: o.name }, o.ms / 1000);
+    this.queueJobs.inc({ result: o.outcome === 'ok' ? 'completed' : 'failed' });
   }
 
   /** A write-ahead transaction took `ms` (daemon hook `onWrite`). */
@@ -239,4 +372,35 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       timer = setTimeout(() => rej(new Error(`timed out after ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Orders by status, fills and money from SQLite for the book metrics. A handful of aggregate queries per
+ * scrape; per-session series only for `maxSessionLabels` sessions, so the label set stays bounded.
+ */
+export function bookStatsFrom(db: { prepare(sql: string): { all(...params: unknown[]): unknown[]; get(...params: unknown[]): unknown } }, maxSessionLabels: number): () => BookStats {
+  const orders = db.prepare('SELECT status, COUNT(*) AS n FROM orders GROUP BY status');
+  const fills = db.prepare('SELECT COUNT(*) AS n FROM fills');
+  const pnl = db.prepare('SELECT COALESCE(SUM(realized_pnl), 0) AS realized, COALESCE(SUM(unrealized_pnl), 0) AS unrealized FROM positions');
+  const initial = db.prepare('SELECT COALESCE(SUM(initial_equity), 0) AS initial FROM runner_state');
+  const top = db.prepare(
+    `SELECT s.id AS sessionId, r.initial_equity AS initial,
+            COALESCE((SELECT SUM(p.realized_pnl + p.unrealized_pnl) FROM positions p WHERE p.session_id = s.id), 0) AS pnl
+       FROM sessions s JOIN runner_state r ON r.session_id = s.id
+      ORDER BY CASE WHEN s.status IN ('running', 'paused') THEN 0 ELSE 1 END, s.updated_at DESC
+      LIMIT ?`,
+  );
+  return () => {
+    const p = pnl.get() as { realized: number; unrealized: number };
+    const i = initial.get() as { initial: number };
+    const sessions = maxSessionLabels > 0 ? (top.all(maxSessionLabels) as { sessionId: string; initial: number; pnl: number }[]) : [];
+    return {
+      ordersByStatus: orders.all() as { status: string; n: number }[],
+      fills: (fills.get() as { n: number }).n,
+      equity: i.initial + p.realized + p.unrealized,
+      realizedPnl: p.realized,
+      unrealizedPnl: p.unrealized,
+      sessions: sessions.map((s) => ({ sessionId: s.sessionId, equity: s.initial + s.pnl, pnl: s.pnl })),
+    };
+  };
 }

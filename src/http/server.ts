@@ -1,24 +1,38 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { SessiondError, type ErrorCode } from '../domain/errors.js';
 import { SESSION_STATUSES, type SessionView } from '../domain/session.js';
+import { createRequire } from 'node:module';
 import type { OrderRepository } from '../persistence/order-repository.js';
+import type { SessionBook } from '../sessions/session-book.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { EventBus, LiveEvent } from './event-bus.js';
 import type { ReadinessReport } from './health.js';
 import type { MachineDefinition } from './machine-definition.js';
 import type { Metrics } from './metrics.js';
 
-/** What the API reads. Everything is read-only: the HTTP side never changes a session. */
+/** Submits a command to the BullMQ queue and resolves with its outcome (CommandClient fits). */
+export interface CommandSubmitter {
+  submit(name: string, data: unknown, options?: { commandId?: string; timeoutMs?: number }): Promise<unknown>;
+}
+
+/**
+ * What the API reads, and where its writes go. The HTTP side never changes a session itself: a write is
+ * submitted as the same BullMQ job sessionctl would send, so exactly-once and per-session order hold.
+ */
 export interface HttpApiSources {
   sessions: Pick<SessionManager, 'listSessions' | 'getSession' | 'getStoredSession' | 'history'>;
   orders: Pick<OrderRepository, 'listBySession' | 'positions' | 'listFills'>;
+  /** Paged orders, PnL, equity and bars. Without it those routes answer 404. */
+  book?: Pick<SessionBook, 'orders' | 'pnl' | 'pnlReport' | 'equity' | 'bars'> | undefined;
+  /** Without it (or without a token) every write answers 403 READ_ONLY. */
+  commands?: CommandSubmitter | undefined;
   readiness: () => Promise<ReadinessReport>;
 }
 
@@ -38,9 +52,13 @@ export interface HttpServerOptions {
   heartbeatMs?: number;
   /** @defaultValue the `public` folder beside this file (src/http/public, also when run from dist) */
   publicDir?: string;
+  /** Open event streams at most; one more is answered 503. @defaultValue 64 */
+  maxEventClients?: number;
+  /** How long a write waits for the daemon's answer. @defaultValue 10000 */
+  commandTimeoutMs?: number;
 }
 
-export const DEFAULT_HTTP_SERVER_OPTIONS = { host: '127.0.0.1', port: 7070, heartbeatMs: 15_000 } as const;
+export const DEFAULT_HTTP_SERVER_OPTIONS = { host: '127.0.0.1', port: 7070, heartbeatMs: 15_000, maxEventClients: 64, commandTimeoutMs: 10_000 } as const;
 
 export interface HttpServer {
   readonly app: FastifyInstance;
@@ -53,6 +71,11 @@ export interface HttpServer {
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   VALIDATION_ERROR: 400,
   SESSION_NOT_FOUND: 404,
+  INVALID_TRANSITION: 409,
+  PREREQUISITES_NOT_MET: 409,
+  BROKER_NOT_FOUND: 404,
+  STRATEGY_NOT_FOUND: 404,
+  RISK_LIMIT: 422,
 };
 
 /** The visualizer's files: a fixed list, so no request path ever reaches the file system. */
@@ -67,6 +90,15 @@ const STATIC_FILES: Record<string, { file: string; type: string }> = {
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 const TOKEN_COOKIE = 'sessiond_token';
+
+/** lightweight-charts' standalone build, served from node_modules (no CDN). */
+const CHARTS_FILE = join(dirname(createRequire(import.meta.url).resolve('lightweight-charts/package.json')), 'dist', 'lightweight-charts.standalone.production.js');
+
+const ReasonBodySchema = z.object({ reason: z.string().max(1000).optional() }).strict();
+const KillSwitchBodySchema = z
+  .object({ liveOnly: z.boolean().default(false), reason: z.string().max(1000).optional(), confirm: z.literal(true, 'confirm must be true: the kill-switch stops every session') })
+  .strict();
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const ListQuerySchema = z
   .object({
@@ -100,10 +132,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { sources, metrics, bus, machine, logger } = o;
   const publicDir = o.publicDir ?? defaultPublicDir();
   const files = new Map<string, { body: Buffer; type: string; etag: string }>();
-  for (const [route, f] of Object.entries(STATIC_FILES)) {
-    const body = readFileSync(join(publicDir, f.file));
-    files.set(route, { body, type: f.type, etag: `"${createHash('sha1').update(body).digest('hex').slice(0, 16)}"` });
-  }
+  const addFile = (route: string, body: Buffer, type: string) =>
+    files.set(route, { body, type, etag: `"${createHash('sha1').update(body).digest('hex').slice(0, 16)}"` });
+  for (const [route, f] of Object.entries(STATIC_FILES)) addFile(route, readFileSync(join(publicDir, f.file)), f.type);
+  addFile('/vendor/lightweight-charts.js', readFileSync(CHARTS_FILE), 'text/javascript; charset=utf-8');
   const tokenDigest = o.token ? sha256(o.token) : undefined;
   const streams = new Set<ServerResponse>();
 
@@ -127,9 +159,26 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       const given = tokenOf(req);
       if (given === undefined || !safeEqual(sha256(given), tokenDigest)) return unauthorized(req, reply, tokenDigest);
     }
-    // Read-only: refused here, before any body is parsed, so the answer is always 405 whatever is sent.
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      void reply.code(405).header('allow', 'GET, HEAD').send(errorBody('METHOD_NOT_ALLOWED', `${req.method} is not allowed: the HTTP API is read-only`));
+    if (req.method === 'GET' || req.method === 'HEAD') return;
+    if (req.method !== 'POST') {
+      void reply.code(405).header('allow', 'GET, HEAD, POST').send(errorBody('METHOD_NOT_ALLOWED', `${req.method} is not allowed`));
+      return reply;
+    }
+    // Writes: refused here, before any body is parsed. They need the token in the Authorization header, on
+    // loopback too. A cookie is not enough: a cross-site form or fetch carries cookies but cannot set this
+    // header without a CORS preflight, which this server never answers, so writes are CSRF-safe.
+    if (!tokenDigest || !sources.commands) {
+      void reply.code(403).send(errorBody('READ_ONLY', 'writes are disabled: set http.token (SESSIOND_HTTP_TOKEN) to allow them'));
+      return reply;
+    }
+    const bearer = bearerOf(req);
+    if (bearer === undefined || !safeEqual(sha256(bearer), tokenDigest)) {
+      void reply.code(401).header('www-authenticate', 'Bearer realm="sessiond"').send(errorBody('UNAUTHORIZED', 'writes need Authorization: Bearer <token>'));
+      return reply;
+    }
+    const type = req.headers['content-type'];
+    if (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0' && !(typeof type === 'string' && type.startsWith('application/json'))) {
+      void reply.code(415).send(errorBody('UNSUPPORTED_MEDIA_TYPE', 'a write body must be application/json'));
       return reply;
     }
   });
@@ -140,6 +189,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   });
 
   app.setErrorHandler((err: unknown, _req, reply) => {
+    if (err instanceof HttpError) {
+      void reply.code(err.status).send(errorBody(err.code, err.message));
+      return;
+    }
     if (err instanceof SessiondError) {
       void reply.code(STATUS_BY_CODE[err.code] ?? 500).send({ error: err.toJSON() });
       return;
@@ -153,6 +206,11 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${routePath(req)}`));
   });
+
+  const needBook = () => {
+    if (!sources.book) throw new HttpError(404, 'NOT_FOUND', 'this server has no book source');
+    return sources.book;
+  };
 
   app.get('/healthz', async () => ({ status: 'ok', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) }));
 
@@ -183,9 +241,64 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   app.get<{ Params: { id: string } }>('/api/sessions/:id/history', async (req) => ({ history: sources.sessions.history(req.params.id) }));
 
-  app.get<{ Params: { id: string } }>('/api/sessions/:id/orders', async (req) => {
+  app.get<{ Params: { id: string }; Querystring: Record<string, string> }>('/api/sessions/:id/orders', async (req) => {
     const id = sources.sessions.getSession(req.params.id).id;
-    return { orders: sources.orders.listBySession(id), fills: sources.orders.listFills(id) };
+    if (!sources.book) return { orders: sources.orders.listBySession(id), fills: sources.orders.listFills(id) };
+    const page = sources.book.orders({ ...validated(OrdersPageSchema, req.query ?? {}), sessionId: id });
+    return { ...page, fills: sources.orders.listFills(id) };
+  });
+
+  app.get<{ Params: { id: string } }>('/api/sessions/:id/fills', async (req) => {
+    const id = sources.sessions.getSession(req.params.id).id;
+    return { fills: sources.orders.listFills(id) };
+  });
+
+  app.get<{ Params: { id: string } }>('/api/sessions/:id/pnl', async (req) => needBook().pnl(req.params.id));
+
+  app.get<{ Params: { id: string } }>('/api/sessions/:id/equity', async (req) => ({ equity: needBook().equity(req.params.id) }));
+
+  app.get<{ Params: { id: string }; Querystring: Record<string, string> }>('/api/sessions/:id/bars', async (req) =>
+    needBook().bars({ ...validated(BarsPageSchema, req.query ?? {}), sessionId: req.params.id }),
+  );
+
+  app.get('/api/pnl', async () => needBook().pnlReport());
+
+  app.get('/api/ui', async () => ({ writable: Boolean(tokenDigest && sources.commands), tokenRequired: Boolean(tokenDigest) }));
+
+  // ---- writes: the same BullMQ commands sessionctl sends ----
+  const submit = async (req: FastifyRequest, name: string, data: unknown) => {
+    const key = req.headers['idempotency-key'];
+    if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
+      throw new SessiondError('VALIDATION_ERROR', 'Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : -');
+    }
+    try {
+      return await sources.commands!.submit(name, data, { ...(typeof key === 'string' ? { commandId: key } : {}), timeoutMs: o.commandTimeoutMs });
+    } catch (err) {
+      if (err instanceof SessiondError) throw err;
+      const e = err as { code?: string; message?: string };
+      if (e.code === 'TIMEOUT') throw new HttpError(504, 'TIMEOUT', e.message ?? 'no daemon answered');
+      throw err;
+    }
+  };
+  for (const name of ['pause', 'resume', 'stop'] as const) {
+    app.post<{ Params: { id: string } }>(`/api/sessions/:id/${name}`, async (req) => {
+      const body = validated(ReasonBodySchema, req.body ?? {});
+      return { session: await submit(req, name, { sessionId: req.params.id, ...(name !== 'resume' && body.reason ? { reason: body.reason } : {}) }) };
+    });
+  }
+  for (const [name, job] of [
+    ['approve', 'approve-order'],
+    ['reject', 'reject-order'],
+  ] as const) {
+    app.post<{ Params: { id: string; orderId: string } }>(`/api/sessions/:id/orders/:orderId/${name}`, async (req) => {
+      const body = validated(ReasonBodySchema, req.body ?? {});
+      const data = { sessionId: req.params.id, clientOrderId: req.params.orderId, ...(body.reason ? { reason: body.reason } : {}) };
+      return { order: await submit(req, job, data) };
+    });
+  }
+  app.post('/api/kill-switch', async (req) => {
+    const body = validated(KillSwitchBodySchema, req.body ?? {});
+    return { stopped: await submit(req, 'kill-switch', { liveOnly: body.liveOnly, ...(body.reason ? { reason: body.reason } : {}) }) };
   });
 
   app.get<{ Params: { id: string } }>('/api/sessions/:id/positions', async (req) => {
@@ -196,6 +309,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   app.get('/api/machine', async () => machine);
 
   app.get('/api/events', (req, reply) => {
+    if (streams.size >= o.maxEventClients) {
+      return reply.code(503).header('retry-after', '5').send(errorBody('TOO_MANY_CLIENTS', `at most ${o.maxEventClients} event streams are served (http.maxEventClients)`));
+    }
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -254,6 +370,37 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       return closing;
     },
   };
+}
+
+const OrdersPageSchema = z.object({ status: z.string().optional(), offset: z.string().optional(), limit: z.string().optional() }).strict();
+const BarsPageSchema = z.object({ symbol: z.string().optional(), limit: z.string().optional() }).strict();
+
+/** An HTTP-only failure with its status and stable code. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+
+function validated<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+    throw new SessiondError('VALIDATION_ERROR', `invalid request: ${msg}`);
+  }
+  return parsed.data;
+}
+
+function bearerOf(req: FastifyRequest): string | undefined {
+  const auth = req.headers.authorization;
+  if (typeof auth !== 'string') return undefined;
+  const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
+  return m ? m[1] : undefined;
 }
 
 function errorBody(code: string, message: string): { error: { code: string; message: string } } {

@@ -158,15 +158,20 @@ export class OrderRouter {
     if (executions.length === 0) return;
     const at = this.iso();
     let moved = false;
+    const changed: StoredOrder[] = [];
     this.d.orders.transaction(() => {
       for (const { order, fill } of executions) {
         const stored = this.d.orders.getByClientId(order.clientOrderId);
         if (stored === undefined || stored.sessionId !== r.id) continue;
         if (fill !== undefined && this.addFill(r, fill)) moved = true;
-        this.d.orders.save(this.merge(stored, order, stored.brokerOrderId, at));
+        const merged = this.merge(stored, order, stored.brokerOrderId, at);
+        this.d.orders.save(merged);
+        if (merged.status !== stored.status || merged.filledQty !== stored.filledQty) changed.push(merged);
       }
       if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
     });
+    // Fills move orders too (partially_filled, filled): reported once committed, like every other change.
+    for (const o of changed) this.d.onOrder?.({ sessionId: r.id, clientOrderId: o.clientOrderId, status: o.status });
     // Equity is marked once per step at the closes (RunnerService), never here at a fill price.
     if (moved) this.publishPositions(r, at);
   }
