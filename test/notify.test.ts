@@ -102,18 +102,16 @@ test('a webhook that never succeeds is given up after maxAttempts and counted as
   const down = await receiver(() => 500);
   const hung = await receiver(() => 'hang');
   const results: string[] = [];
-  const notifier = new WebhookNotifier({
-    webhooks: [{ url: down.url }, { url: hung.url }],
-    backoffMs: 10,
-    maxAttempts: 3,
-    timeoutMs: 200,
-    onDelivery: (res, url) => results.push(`${url === down.url ? 'down' : 'hung'}:${res}`),
-  });
+  const common = { backoffMs: 10, maxAttempts: 3 };
+  const toDown = new WebhookNotifier({ ...common, webhooks: [{ url: down.url }], timeoutMs: 10_000, onDelivery: (res) => results.push(`down:${res}`) });
+  const toHung = new WebhookNotifier({ ...common, webhooks: [{ url: hung.url }], timeoutMs: 300, onDelivery: (res) => results.push(`hung:${res}`) });
   try {
-    notifier.notify('order_rejected', { sessionId: 's3', text: 'order rejected' });
+    toDown.notify('order_rejected', { sessionId: 's3', text: 'order rejected' });
+    toHung.notify('order_rejected', { sessionId: 's3', text: 'order rejected' });
     await down.waitFor(3);
-    await hung.waitFor(3);
-    await notifier.close(10_000);
+    // A hung receiver may not even have read an attempt before it timed out (a loaded machine): count outcomes.
+    await hung.waitFor(1);
+    await Promise.all([toDown.close(20_000), toHung.close(20_000)]);
     t.deepEqual(results.filter((x) => x.startsWith('down')), ['down:retried', 'down:retried', 'down:failed']);
     t.deepEqual(results.filter((x) => x.startsWith('hung')), ['hung:retried', 'hung:retried', 'hung:failed']);
     t.is(down.got.length, 3);
