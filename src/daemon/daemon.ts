@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
 import { CommandConsumer, type CommandHandler, type CommandOutcome } from '../commands/command-consumer.js';
 import { startCheckpointer } from '../persistence/checkpointer.js';
+import { StorageGuard } from '../persistence/storage-guard.js';
 import { openDatabase, type Db } from '../persistence/database.js';
 import { SqliteBacktestRepository } from '../persistence/sqlite-backtest-repository.js';
 import { SqliteCommandLog, SqliteSessionStore } from '../persistence/sqlite-session-store.js';
@@ -44,7 +45,15 @@ export interface TradingWiring {
 
 export interface DaemonHooks {
   /** Builds the trading side (src/daemon/trading.ts: runners, or the RecordingRunner when runners are disabled). */
-  trading: (ctx: { config: Readonly<Config>; db: Db; logger: Logger; store: SqliteSessionStore; metrics?: RunnerMetrics }) => Promise<TradingWiring>;
+  trading: (ctx: {
+    config: Readonly<Config>;
+    db: Db;
+    logger: Logger;
+    store: SqliteSessionStore;
+    metrics?: RunnerMetrics;
+    /** Storage faults go here; it says when SQLite writes again (the runners hold until then). */
+    storage?: StorageGuard;
+  }) => Promise<TradingWiring>;
   onTransition?: (n: TransitionNotice) => void;
   onOutcome?: (o: CommandOutcome) => void;
   onWrite?: (ms: number) => void;
@@ -66,6 +75,8 @@ export interface Daemon {
   trading: TradingWiring;
   /** Sessions' orders, fills, positions, PnL, equity and bars, read from SQLite (CLI read jobs, HTTP API). */
   book: SessionBook;
+  /** Whether SQLite can write (/readyz). */
+  storage: StorageGuard;
   /** Drains the queue worker, stops runners without changing any status, closes Redis and SQLite. Idempotent. */
   close(): Promise<void>;
 }
@@ -83,6 +94,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
   }
   const store = new SqliteSessionStore(db);
   const checkpointer = startCheckpointer(db);
+  const storage = new StorageGuard(db, { logger });
   let ensured: EnsuredRedis | undefined;
   let redis: Redis | undefined;
   let trading: TradingWiring | undefined;
@@ -113,7 +125,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     const fence = await lease.acquire({ standby: config.queue.standby });
     logger.info({ queue: config.queue.name, fence, ttlMs: config.queue.leaseTtlMs }, 'holding the queue lease');
 
-    trading = await hooks.trading({ config, db, logger, store });
+    trading = await hooks.trading({ config, db, logger, store, storage });
     const manager = new SessionManager({
       store,
       commands: new SqliteCommandLog(store),
@@ -148,7 +160,12 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       handlers: { ...bookQueryHandlers(book), ...trading.handlers },
       lease,
       logger,
-      onOutcome: hooks.onOutcome,
+      onOutcome: (o) => {
+        // A command met a full disk or an I/O error: a probe write tells whether it lasts (then /readyz says
+        // sqlite until a write commits again) and with which SQLite code.
+        if (o.code === 'STORAGE_UNAVAILABLE') storage.probe();
+        hooks.onOutcome?.(o);
+      },
     });
     await consumer.start();
     logger.info({ queue: config.queue.name, prefix: config.queue.prefix, redisUrl: redactUrl(ensured.url) }, 'consuming commands');
@@ -170,6 +187,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       recoveryMs: ms,
       trading: t,
       book,
+      storage,
       close() {
         closing ??= (async () => {
           await withTimeout(consumer.close(), config.shutdown.drainTimeoutMs, () => logger.warn('queue drain timed out'));
@@ -178,6 +196,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
           await l.release();
           r.disconnect();
           await e.embedded?.stop();
+          storage.close();
           await checkpointer.close();
           db.close();
           owner?.release();
@@ -190,6 +209,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     await lease?.release();
     redis?.disconnect();
     await ensured?.embedded?.stop();
+    storage.close();
     await checkpointer.close();
     db.close();
     owner?.release();

@@ -193,7 +193,7 @@ async function startHttp(
         readiness({
           recovery: () => ({ ok: true, detail: `${daemon.recovered} sessions in ${daemon.recoveryMs.toFixed(1)} ms` }),
           redis: redisCheck(daemon.redis),
-          sqlite: sqliteCheck(daemon.db),
+          sqlite: sqliteCheck(daemon.db, daemon.storage),
         }),
     },
   });

@@ -159,7 +159,7 @@ export function orderCommandHandlers(runners: RunnerService, commands: CommandLo
  * runners, plus the commands they answer: `approve-order`, `reject-order` and `backtest` (which runs in the
  * same pool). With `runners.enabled: false` sessions change state and nothing trades (RecordingRunner).
  */
-export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({ config, db, logger, store, metrics }): Promise<TradingWiring> => {
+export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({ config, db, logger, store, metrics, storage }): Promise<TradingWiring> => {
   if (!config.runners.enabled) {
     logger.info('runners disabled (runners.enabled=false): sessions change state, nothing trades');
     return {
@@ -175,6 +175,7 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
     config,
     logger,
     runnerOptions: {
+      storage,
       onStep: metrics === undefined ? undefined : (e) => (e.ok ? metrics.runnerStep(e.sessionId) : metrics.runnerFailure(e.failure ?? 'error')),
       onOrder:
         metrics === undefined

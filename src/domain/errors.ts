@@ -11,6 +11,11 @@ export const ErrorCode = {
   COMMAND_NOT_FOUND: 'COMMAND_NOT_FOUND',
   /** A sequenced command whose place in its session's order is gone (skipped, or taken by another command). */
   OUT_OF_ORDER: 'OUT_OF_ORDER',
+  /**
+   * SQLite cannot write (disk full, I/O error, ...): the command was not applied and nothing of it is
+   * recorded. Submit it again once `/readyz` is 200.
+   */
+  STORAGE_UNAVAILABLE: 'STORAGE_UNAVAILABLE',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -120,10 +125,31 @@ export class InternalError extends SessiondError {
   }
 }
 
-/** Any thrown value as a SessiondError; unknown failures become INTERNAL. */
+export class StorageUnavailableError extends SessiondError {
+  constructor(
+    readonly sqliteCode: string,
+    cause: string,
+  ) {
+    super(ErrorCode.STORAGE_UNAVAILABLE, `SQLite cannot write (${sqliteCode}: ${cause}); the command was not applied, submit it again when /readyz is 200`, { sqliteCode });
+  }
+}
+
+// Result codes (better-sqlite3's SqliteError.code, extended codes included) that mean the storage, not the
+// command, failed: the same command succeeds once the disk has room or the device answers again.
+const STORAGE_FAULT = /^SQLITE_(FULL|IOERR|CANTOPEN|READONLY|BUSY|LOCKED|PROTOCOL|CORRUPT|NOTADB|NOLFS)(_|$)/;
+
+/** Whether an error is a storage fault (disk full, I/O error, locked or read-only database). */
+export function isStorageFault(err: unknown): boolean {
+  if (err instanceof StorageUnavailableError) return true;
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' && STORAGE_FAULT.test(code);
+}
+
+/** Any thrown value as a SessiondError; storage faults become STORAGE_UNAVAILABLE, other unknown failures INTERNAL. */
 export function toSessiondError(err: unknown): SessiondError {
   if (err instanceof SessiondError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  if (isStorageFault(err)) return new StorageUnavailableError((err as { code: string }).code, message);
   return new InternalError(message);
 }
 

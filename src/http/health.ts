@@ -53,10 +53,15 @@ export function redisCheck(redis: Redis): ReadinessCheck {
   };
 }
 
-/** SQLite is up when the handle is open and a trivial query runs (a locked or vanished file throws). */
-export function sqliteCheck(db: Db): ReadinessCheck {
+/**
+ * SQLite is up when the handle is open, a trivial query runs (a locked or vanished file throws) and, given a
+ * StorageGuard, no storage fault is current: a full disk still reads, but it does not write.
+ */
+export function sqliteCheck(db: Db, storage?: { readonly fault: { code: string; since: string } | undefined }): ReadinessCheck {
   return () => {
     if (!db.open) return { ok: false, detail: 'database closed' };
+    const fault = storage?.fault;
+    if (fault !== undefined) return { ok: false, detail: `cannot write since ${fault.since} (${fault.code})` };
     db.prepare('SELECT 1 FROM sessions LIMIT 1').get();
     return { ok: true };
   };

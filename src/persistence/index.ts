@@ -7,3 +7,4 @@ export * from './order-repository.js';
 export * from './sqlite-order-repository.js';
 export type { Migration } from './migrations/index.js';
 export * from './checkpointer.js';
+export * from './storage-guard.js';

@@ -2,6 +2,7 @@ import type { Broker, BrokerBarEvent, BrokerOrderAck } from '../brokers/broker.j
 import {
   ErrorCode,
   InvalidTransitionError,
+  isStorageFault,
   SessionNotFoundError,
   SessiondError,
   ValidationError,
@@ -41,6 +42,12 @@ export interface StepPool {
 export interface StrategySource {
   get(id: string): AnyStrategyDefinition;
   resolve(id: string, params?: Record<string, unknown>): { id: string; name: string; params: StrategyParams };
+}
+
+/** Where the runners report a storage fault, and learn that SQLite writes again (StorageGuard fits). */
+export interface StorageFaultSink {
+  report(err: unknown): boolean;
+  whenWritable(fn: () => void): void;
 }
 
 export interface RunnerLogger {
@@ -102,6 +109,11 @@ export interface RunnerServiceOptions {
   stateCommitMs?: number;
   /** Where replay feeds' files are read from (data directories, size limit). @defaultValue new BarFiles() */
   barFiles?: BarFiles;
+  /**
+   * Told about storage faults; calls back once SQLite writes again (StorageGuard fits).
+   * @defaultValue none: a held runner retries every second
+   */
+  storage?: StorageFaultSink | undefined;
   /** Clock of order timestamps and approval expiry. @defaultValue () => new Date() */
   now?: () => Date;
   logger?: RunnerLogger | undefined;
@@ -126,6 +138,8 @@ export const DEFAULT_RUNNER_SERVICE_OPTIONS = Object.freeze({
 export interface RunnerServiceStats {
   running: number;
   paused: number;
+  /** Sessions whose runner holds until SQLite writes again (a storage fault). */
+  held: number;
   steps: number;
   failedSteps: number;
   batches: number;
@@ -164,8 +178,11 @@ interface Prepared {
  * runners.attach(manager);
  */
 export class RunnerService implements SessionRunnerPort, PerformanceSource {
-  private readonly o: Readonly<Required<Omit<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep'>>> &
-    Pick<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep'>;
+  private readonly o: Readonly<Required<Omit<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'storage'>>> &
+    Pick<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'storage'>;
+  /** Sessions whose runner is held because SQLite could not write; rebuilt from SQLite once it can. */
+  private readonly held = new Set<string>();
+  private releaseScheduled = false;
   private readonly runners = new Map<string, SessionRunner>();
   private readonly scheduler: StepScheduler<SessionRunner>;
   private readonly router: OrderRouter;
@@ -335,7 +352,14 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
       }
       await Promise.allSettled([...this.active]);
       for (const r of this.runners.values()) if (r.dirty) this.dirty.add(r);
-      this.flush();
+      try {
+        this.flush();
+      } catch (err) {
+        // Like a crash at this point: what is persisted is consistent, and a restart re-runs from there.
+        if (!isStorageFault(err)) throw err;
+        this.o.storage?.report(err);
+        this.o.logger?.error({ err: message(err) }, 'the last runner state could not be written (storage fault); the next start continues from the one before');
+      }
       this.runners.clear();
     })();
     return this.closing;
@@ -405,7 +429,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
       if (r.status === 'running') running++;
       else if (r.status === 'paused') paused++;
     }
-    return { running, paused, ...this.counters };
+    return { running, paused, held: this.held.size, ...this.counters };
   }
 
   // ---- the loop ----
@@ -500,7 +524,10 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     const ready = due.filter((r) => r.status === 'running' && !r.inFlight);
     const group = this.o.maxBatchSize * 4;
     for (let i = 0; i < ready.length; i += group) {
-      const p = this.runGroup(ready.slice(i, i + group));
+      const p = this.runGroup(ready.slice(i, i + group)).catch((err: unknown) => {
+        // A commit of the group's phase failed: a storage fault holds every runner; anything else is a bug.
+        if (!this.holdForStorage(undefined, err)) this.o.logger?.error({ err: message(err) }, 'runner loop failed');
+      });
       this.active.add(p);
       void p.finally(() => this.active.delete(p));
     }
@@ -617,7 +644,8 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     this.transact(() => {
       calls.forEach((c, i) => {
         const s = settled[i]!;
-        if (failed.has(c.r)) return;
+        // Held (storage fault) or closed meanwhile: the rebuilt runner's reconcile takes these fills from the broker.
+        if (failed.has(c.r) || c.r.status === 'closed') return;
         if (s.status === 'rejected') {
           failed.add(c.r);
           this.fail(c.r, s.reason);
@@ -761,6 +789,8 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
 
   private fail(r: SessionRunner, err: unknown): void {
     if (r.status !== 'running') return;
+    // Not the strategy's fault and not counted against maxRestarts: the runners hold instead.
+    if (this.holdForStorage(undefined, err)) return;
     const text = wire(err);
     r.failureStreak++;
     r.record.failures++;
@@ -846,8 +876,68 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
         this.o.onOrder?.({ sessionId: o.sessionId, clientOrderId: o.clientOrderId, status: o.status });
       }
     } catch (err) {
-      this.o.logger?.error({ err: message(err) }, 'expiring approvals failed');
+      if (!this.holdForStorage(undefined, err)) this.o.logger?.error({ err: message(err) }, 'expiring approvals failed');
     }
+  }
+
+  /**
+   * A storage fault (disk full, I/O error): every runner is held as if the daemon had crashed at this point.
+   * Nothing in memory is trusted or written any more, no session's status changes, no failure is counted.
+   * Once SQLite writes again, each held session's runner is rebuilt from what is persisted, exactly as after
+   * a restart (the step that was caught runs again; its orders are keyed, so none is placed twice).
+   * The SessionManager calls this when a runner call it made failed (`sessionId`: that session is held too).
+   * @returns false (and does nothing) when `err` is not a storage fault
+   */
+  holdForStorage(sessionId: string | undefined, err: unknown): boolean {
+    if (!isStorageFault(err)) return false;
+    const first = this.held.size === 0;
+    for (const r of this.runners.values()) {
+      this.held.add(r.id);
+      r.status = 'closed';
+      r.epoch++;
+      r.inFlight = false;
+      r.dirty = false;
+      this.scheduler.cancel(r);
+    }
+    if (sessionId !== undefined) this.held.add(sessionId);
+    this.runners.clear();
+    this.dirty.clear();
+    this.equityPoints.length = 0;
+    this.o.storage?.report(err);
+    if (first) this.o.logger?.error({ err: message(err), held: this.held.size }, 'SQLite cannot write: runners hold, statuses unchanged');
+    if (!this.releaseScheduled && this.closing === undefined) {
+      this.releaseScheduled = true;
+      const release = (): void => void this.releaseHold();
+      if (this.o.storage !== undefined) this.o.storage.whenWritable(release);
+      else setTimeout(release, 1000).unref();
+    }
+    return true;
+  }
+
+  /** SQLite writes again: held sessions get their runners back from what is persisted. */
+  private async releaseHold(): Promise<void> {
+    this.releaseScheduled = false;
+    if (this.closing !== undefined) return;
+    const ids = [...this.held];
+    this.held.clear();
+    let restored = 0;
+    for (const id of ids) {
+      if (this.closing !== undefined) return;
+      // A resume or start since the hold built it already.
+      if (this.runners.has(id)) continue;
+      try {
+        const stored = this.o.sessions.get(id);
+        if (stored === undefined || (stored.session.status !== 'running' && stored.session.status !== 'paused')) continue;
+        await this.restore(stored.session);
+        restored++;
+      } catch (err) {
+        if (this.holdForStorage(id, err)) continue;
+        this.o.logger?.error({ sessionId: id, err: message(err) }, 'runner could not be rebuilt after a storage fault');
+        void this.host?.handleRunnerFailure(id, wire(err)).catch(() => undefined);
+      }
+    }
+    if (this.held.size === 0) this.o.logger?.info({ restored }, 'runners resumed after a storage fault');
+    await this.finishInterruptedStops().catch((err: unknown) => this.o.logger?.error({ err: message(err) }, 'finishing interrupted stops failed'));
   }
 
   private async finishInterruptedStops(): Promise<void> {

@@ -19,8 +19,12 @@ export function replayOutcome(prior: CommandRecord): unknown {
   throw new SessiondError((prior.errorCode ?? 'INTERNAL') as ErrorCode, prior.errorMessage ?? 'failed', prior.errorDetails);
 }
 
-/** Records a rejection unless the command already has an outcome. */
+/**
+ * Records a rejection unless the command already has an outcome. A storage fault is not an outcome: the
+ * command was not applied (and could not be recorded anyway), so the same id may be applied later.
+ */
 export function recordFailure(log: CommandLog, cmd: CommandIdentity & { id: string }, e: SessiondError, now: () => Date): void {
+  if (e.code === 'STORAGE_UNAVAILABLE') return;
   if (log.get(cmd.id)) return;
   log.record({
     id: cmd.id,

@@ -18,6 +18,11 @@ export interface SessionRunnerPort {
   stop(session: Session): Promise<void>;
   /** After a daemon restart: bring the runner to the persisted status (`running` or `paused`). */
   restore(session: Session): Promise<void>;
+  /**
+   * Optional: a call above failed because SQLite cannot write. The runner holds the session (status
+   * unchanged) and resumes it by itself once SQLite writes again; returns false when `err` is no storage fault.
+   */
+  holdForStorage?(sessionId: string, err: unknown): boolean;
   /** Daemon shutdown: stop every loop WITHOUT changing any session's status. */
   close(): Promise<void>;
 }

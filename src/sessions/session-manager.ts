@@ -485,6 +485,8 @@ export class SessionManager {
     try {
       await effect();
     } catch (err) {
+      // SQLite cannot write: the runner holds and comes back by itself; nothing failed.
+      if (this.opts.runner.holdForStorage?.(session.id, err)) return;
       // A runner that cannot even start fails its session, not the command that was already committed.
       if (session.status !== 'stopped') void this.handleRunnerFailure(session.id, toSessiondError(err).message);
     }
