@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { BarFiles } from '../src/market-data/bar-files.js';
 import { loadFeed } from '../src/market-data/feed.js';
 import { runBacktest } from '../src/runners/backtest-runner.js';
+import { z } from 'zod';
 import { StrategyCatalog } from '../src/strategies/catalog.js';
+import { defineStrategy } from '../src/strategies/strategy-api.js';
 import { tempDir } from './helpers/daemon.js';
 import { buildTradingRig } from './helpers/trading.js';
 import { untilWithin } from './helpers/until.js';
@@ -82,4 +84,25 @@ test.serial('with allowShort, a short whose loss exhausts equity pauses the sess
   } finally {
     await rig.close();
   }
+});
+
+test('a backtest whose shorts exhaust equity stops at that step and says so; its metrics stay defined', async (t) => {
+  const seller = defineStrategy({
+    id: 'seller',
+    name: 'Seller',
+    paramsSchema: z.object({}).strict(),
+    initialState: () => ({}),
+    step: (state, bars) => ({ state, signals: bars.map((b) => ({ key: `${b.symbol}:${b.time}:sell`, symbol: b.symbol, side: 'sell' as const, qty: 100, type: 'market' as const })) }),
+  });
+  const r = await runBacktest({
+    strategy: seller,
+    feed: await loadFeed({ type: 'replay', file: csv('rising-bt.csv', (i) => 100 + 10 * i, 60) }, ['AAA'], { accelerated: true, files }),
+    paperBroker: { allowShort: true },
+  });
+  t.true(r.steps < 60, `stopped after ${r.steps} steps`);
+  t.is(r.equityExhaustedAt, r.equity.at(-1)!.at);
+  t.true(r.equity.at(-1)!.equity <= 0);
+  t.true(r.equity.slice(0, -1).every((p) => p.equity > 0));
+  t.true(Number.isFinite(r.metrics.sharpe) && Number.isFinite(r.metrics.maxDrawdownPct) && Number.isFinite(r.metrics.returnPct));
+  t.true(r.metrics.returnPct <= -100);
 });

@@ -69,7 +69,14 @@ export function createBacktestHandler(deps: BacktestCommandDeps): CommandHandler
       { commandId, source: 'command' },
       { source: 'run', data: provenanceOf(table) },
     );
-    return { ...record, steps: run.steps, bars: run.bars, orders: run.orders.length, fills: run.fills.length };
+    return {
+      ...record,
+      steps: run.steps,
+      bars: run.bars,
+      orders: run.orders.length,
+      fills: run.fills.length,
+      ...(run.equityExhaustedAt === undefined ? {} : { equityExhaustedAt: new Date(run.equityExhaustedAt).toISOString() }),
+    };
   };
 }
 

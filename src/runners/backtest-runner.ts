@@ -53,6 +53,11 @@ export interface BacktestRunResult {
   positions: Position[];
   trades: number;
   metrics: BacktestMetrics;
+  /**
+   * Bar time (epoch ms) of the step whose equity reached 0 or less (only shorts can: paperBroker.allowShort).
+   * The run stops there, as a session is paused there: the metrics cover the curve up to that point.
+   */
+  equityExhaustedAt?: number;
 }
 
 /**
@@ -89,6 +94,7 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
     let state = strategy.initialState(params) as JsonValue;
     let steps = 0;
     let bars = 0;
+    let exhaustedAt: number | undefined;
     let day = -Infinity;
     let dayStartPnl = 0;
     while (steps < maxSteps) {
@@ -151,8 +157,13 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
           open.set(clientOrderId, { clientOrderId, symbol: order.symbol, side: order.side, qty: order.qty, filledQty: 0, type: order.type, status: 'accepted', ...(order.limitPrice !== undefined ? { limitPrice: order.limitPrice } : {}) });
         }
       }
-      equity.push({ at: time, equity: initialCash + totalPnl([...positions.values()]) });
+      const e = initialCash + totalPnl([...positions.values()]);
+      equity.push({ at: time, equity: e });
       steps++;
+      if (e <= 0) {
+        exhaustedAt = time;
+        break;
+      }
     }
     const placed = (await Promise.all([...submitted].map((c) => broker.getOrder(c)))).filter((o): o is Order => o !== undefined);
     const counts = tradeCounts(fills);
@@ -173,6 +184,7 @@ export async function runBacktest(options: BacktestRunOptions): Promise<Backtest
       fills,
       positions: [...positions.values()].sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : 0)),
       trades,
+      ...(exhaustedAt === undefined ? {} : { equityExhaustedAt: exhaustedAt }),
       metrics: {
         ...perStep,
         ...(periodsPerYear === undefined ? {} : { sharpeAnnualized: perStep.sharpe * Math.sqrt(periodsPerYear) }),
