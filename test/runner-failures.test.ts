@@ -37,6 +37,7 @@ export const strategy = {
 };
 `;
 
+const STEP_TIMEOUT_MS = 1500;
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/strategies/${name}`, import.meta.url));
 let rig: TradingRig;
 let manager: SessionManager;
@@ -49,8 +50,9 @@ test.before(async () => {
   rig = await buildTradingRig({
     file: join(dir, 'sessiond.db'),
     modules: [steady, fixture('throwing.ts'), fixture('exiting.ts'), fixture('hanging.ts'), fixture('slow.ts')],
-    // Long backoff: the neighbour visibly trades while the faulty session is being restarted.
-    runners: { stepTimeoutMs: 400, restartBackoffMs: 200 },
+    // Long backoff: the neighbour visibly trades while the faulty session is being restarted. The step
+    // timeout is generous: the healthy neighbour shares it, and a loaded machine must not fail its steps.
+    runners: { stepTimeoutMs: STEP_TIMEOUT_MS, restartBackoffMs: 200 },
     paperBroker: { slippageBps: 0, commissionBps: 0 },
     recover: false,
   });
@@ -65,20 +67,20 @@ function session(id: string, strategyId: string): SessionConfigInput {
   return { id, kind: 'paper', strategy: { id: strategyId }, symbols: ['AAA'], feed: { type: 'synthetic', intervalMs: 10 } };
 }
 
-const until = untilWithin(15_000);
+const until = untilWithin(60_000);
 
 const progress = (id: string) => ({
   steps: services.runnerStates.get(id)?.steps ?? 0,
   orders: services.orders.listBySession(id).length,
 });
 
-const modes: [string, string, RegExp][] = [
-  ['throws', 'test-throwing', /^STRATEGY_FAILED: strategy test-throwing \(session faulty-throws\) threw: boom: strategy bug \(runner restarted 2 times\)$/],
-  ['exits its thread', 'test-exiting', /^STRATEGY_FAILED: strategy test-exiting \(session faulty-exits\): worker thread died during the step \(worker exited with code: 3\) \(runner restarted 2 times\)$/],
-  ['hangs past the step timeout', 'test-hanging', /^STRATEGY_FAILED: strategy test-hanging \(session faulty-hangs\): step ran longer than 400 ms; its thread was terminated \(runner restarted 2 times\)$/],
+const modes: [string, string, 'threw' | 'exited' | 'timeout', RegExp][] = [
+  ['throws', 'test-throwing', 'threw', /^STRATEGY_FAILED: strategy test-throwing \(session faulty-throws\) threw: boom: strategy bug \(runner restarted 2 times\)$/],
+  ['exits its thread', 'test-exiting', 'exited', /^STRATEGY_FAILED: strategy test-exiting \(session faulty-exits\): worker thread died during the step \(worker exited with code: 3\) \(runner restarted 2 times\)$/],
+  ['hangs past the step timeout', 'test-hanging', 'timeout', /^STRATEGY_FAILED: strategy test-hanging \(session faulty-hangs\): step ran longer than 1500 ms; its thread was terminated \(runner restarted 2 times\)$/],
 ];
 
-for (const [mode, strategyId, error] of modes) {
+for (const [mode, strategyId, kind, error] of modes) {
   const tag = mode.split(' ')[0]!;
   // Serial: each failure mode is measured on its own. Run together on a 2-thread pool, a hung step and a
   // thread being replaced (its modules reload) can hold both threads at once and starve every neighbour.
@@ -88,6 +90,7 @@ for (const [mode, strategyId, error] of modes) {
     await manager.startSession(session(healthy, 'test-steady'));
     await until('the neighbour trading', () => progress(healthy).orders >= 3);
     const before = progress(healthy);
+    const failedBefore = services.pool.stats().failedByKind;
 
     await manager.startSession(session(faulty, strategyId));
     const stopped = await until('the faulty session stopped', () => {
@@ -98,8 +101,14 @@ for (const [mode, strategyId, error] of modes) {
     t.regex(stopped.error!, error);
     const last = manager.history(faulty).at(-1)!;
     t.like(last, { event: 'RUNNER_FAILED', to: 'stopped', source: 'runner' });
-    // One first attempt and two restarts.
+    // One first attempt and two restarts, each counted by the pool under its kind and nothing else.
     t.is(services.runnerStates.get(faulty)!.failures, TEST_RUNNERS.maxRestarts + 1);
+    const failedAfter = services.pool.stats().failedByKind;
+    for (const k of ['threw', 'exited', 'timeout'] as const) {
+      t.is(failedAfter[k] - failedBefore[k], k === kind ? TEST_RUNNERS.maxRestarts + 1 : 0, `pool failures of kind ${k}`);
+    }
+    // The pool replaced the threads it lost.
+    await until('threads replaced', () => services.pool.stats().threads === TEST_RUNNERS.poolSize);
 
     // The neighbour traded while the faulty one failed, and carries on after.
     const during = progress(healthy);
@@ -112,18 +121,8 @@ for (const [mode, strategyId, error] of modes) {
   });
 }
 
-test('the pool counts each kind of failure and keeps its threads', async (t) => {
-  await until('all three failures', () => ['throws', 'exits', 'hangs'].every((tag) => rig.store.get(`faulty-${tag}`)?.session.status === 'stopped'), 30_000);
-  const stats = services.pool.stats();
-  t.true(stats.failedByKind.threw >= 3);
-  t.true(stats.failedByKind.exited >= 3);
-  t.true(stats.failedByKind.timeout >= 3);
-  await until('threads replaced', () => services.pool.stats().threads === TEST_RUNNERS.poolSize);
-  t.pass();
-});
-
 test('pause and resume while steps are in the pool never block the session', async (t) => {
-  t.timeout(20_000);
+  t.timeout(90_000);
   const id = 'flappy-1';
   // 40 ms steps: a pause or resume usually lands while one is in flight, and a resumed step can come back
   // together with the discarded one.

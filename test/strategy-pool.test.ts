@@ -127,14 +127,16 @@ test('a throwing, an exiting and a hung strategy each fail only their own step',
 });
 
 test('the step timeout counts run time, not time queued behind other steps', async (t) => {
-  const pool = new StrategyPool({ size: 1, stepTimeoutMs: 400, modulePaths: MODULES });
+  // The margins are wide so a loaded machine cannot flip the outcome: each step runs a tenth of the
+  // timeout, while the last of them waits in the queue for well over the timeout.
+  const pool = new StrategyPool({ size: 1, stepTimeoutMs: 1000, modulePaths: MODULES });
   t.teardown(() => pool.close());
-  // Eight 150 ms steps on one thread: the last waits ~1 s in the queue, yet none runs past 400 ms.
+  // Fifteen 100 ms steps on one thread: the last waits ~1.4 s in the queue, yet none runs past 1000 ms.
   const results = await Promise.all(
-    Array.from({ length: 8 }, (_, i) => pool.evaluate({ sessionId: `q-${i}`, strategyId: 'test-slow', params: { ms: 150 }, state: { steps: i }, bars: [] })),
+    Array.from({ length: 15 }, (_, i) => pool.evaluate({ sessionId: `q-${i}`, strategyId: 'test-slow', params: { ms: 100 }, state: { steps: i }, bars: [] })),
   );
-  t.deepEqual(results.map((r) => r.state), Array.from({ length: 8 }, (_, i) => ({ steps: i + 1 })));
-  const late = await t.throwsAsync(pool.evaluate({ sessionId: 'too-slow', strategyId: 'test-slow', params: { ms: 2000 }, state: { steps: 0 }, bars: [] }));
+  t.deepEqual(results.map((r) => r.state), Array.from({ length: 15 }, (_, i) => ({ steps: i + 1 })));
+  const late = await t.throwsAsync(pool.evaluate({ sessionId: 'too-slow', strategyId: 'test-slow', params: { ms: 5000 }, state: { steps: 0 }, bars: [] }));
   t.like(late, { code: 'STRATEGY_FAILED', kind: 'timeout', sessionId: 'too-slow' });
 });
 

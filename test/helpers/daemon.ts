@@ -74,7 +74,7 @@ export function spawnDaemon(env: Record<string, string>, options: SpawnDaemonOpt
     kill: (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
-    waitForLog(pred, timeoutMs = 20_000) {
+    waitForLog(pred, timeoutMs = 60_000) {
       const found = logs.find(pred);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
