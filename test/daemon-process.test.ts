@@ -55,8 +55,10 @@ test('sessions in every state survive a daemon restart unchanged, and SIGTERM ex
 test('SIGKILL during a storm of commands: every command ends with exactly one outcome, in per-session order', async (t) => {
   const redis = await startTestRedis();
   const dir = tempDir();
-  // Short locks so a killed daemon's active jobs are redelivered within seconds.
-  const env = daemonEnv(redis.url, dir, { SESSIOND_CONCURRENCY: '16', SESSIOND_LOCK_DURATION_MS: '1500', SESSIOND_STALLED_INTERVAL_MS: '1000' });
+  // Short locks so a killed daemon's active jobs are redelivered within seconds, yet long enough that a daemon
+  // starved on a loaded machine keeps the locks of the commands it is running: a lost lock moves a running
+  // job back to wait, outside what the next daemon settles first (the kill log below counts lost locks).
+  const env = daemonEnv(redis.url, dir, { SESSIOND_CONCURRENCY: '16', SESSIOND_LOCK_DURATION_MS: '4000', SESSIOND_STALLED_INTERVAL_MS: '1000' });
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
   const queue = new Queue(env.SESSIOND_QUEUE!, { connection, prefix: 'sessiond' });
   const activeKey = `sessiond:${env.SESSIOND_QUEUE}:active`;
@@ -75,7 +77,7 @@ test('SIGKILL during a storm of commands: every command ends with exactly one ou
   let d = spawnDaemon(env);
   const daemons = [d];
   // Per kill: how many jobs the killed daemon left in BullMQ's active list, and how many the next one settled.
-  const kills: { submitted: number; leftActive: number; settled: number }[] = [];
+  const kills: { submitted: number; leftActive: number; settled: number; lostLocks: number }[] = [];
   try {
     await d.waitForLog(isReady, 90_000);
     // Submit in bursts; kill the daemon three times while they flow, restarting it each time.
@@ -97,12 +99,13 @@ test('SIGKILL during a storm of commands: every command ends with exactly one ou
         while ((await connection.llen(activeKey)) === 0 && Date.now() < until) await new Promise((r) => setImmediate(r));
         d.kill('SIGKILL');
         await d.exited;
+        const lostLocks = d.logs.filter((l) => /lost its lock/.test(String(l.msg))).length;
         const leftActive = await connection.llen(activeKey);
         d = spawnDaemon(env);
         daemons.push(d);
         await d.waitForLog(isReady, 90_000);
         const settled = Number(d.logs.find((l) => l.settled !== undefined)?.settled ?? 0);
-        kills.push({ submitted, leftActive, settled });
+        kills.push({ submitted, leftActive, settled, lostLocks });
       } else {
         await new Promise((r) => setTimeout(r, 10));
       }
@@ -164,6 +167,13 @@ test('SIGKILL during a storm of commands: every command ends with exactly one ou
         : !String(results.get(r.id)).startsWith(`${r.error_code}: ${r.error_message}`),
     );
     t.deepEqual(mismatched.map((r) => r.id), [], 'the job outcome is the recorded outcome');
+    // For a session whose outcomes are out of order: the order its commands were applied in, to diagnose.
+    for (const [id, plan] of plans) {
+      const got = jobs.filter((j) => j.sessionId === id).map((j) => outcomes.get(j.jobId));
+      if (JSON.stringify(got) === JSON.stringify(expectedOutcomes(plan))) continue;
+      const applied = db.prepare('SELECT id, name, outcome, error_code AS code, applied_at FROM commands WHERE session_id = ? ORDER BY applied_at').all(id);
+      t.log(`session ${id}: plan ${plan.join(',')}; applied in order:`, applied);
+    }
     // Each session's history is one unbroken chain, and each transition comes from the command that made it,
     // once: start makes two (created, running), each later command that changed the state one.
     for (const [id, plan] of plans) {

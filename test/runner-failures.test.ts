@@ -110,10 +110,9 @@ for (const [mode, strategyId, kind, error] of modes) {
     // The pool replaced the threads it lost.
     await until('threads replaced', () => services.pool.stats().threads === TEST_RUNNERS.poolSize);
 
-    // The neighbour traded while the faulty one failed, and carries on after.
+    // The neighbour kept stepping while the faulty one failed (at least the two backoffs long), and trades after.
     const during = progress(healthy);
     t.true(during.steps > before.steps, `steps ${before.steps} -> ${during.steps}`);
-    t.true(during.orders > before.orders, `orders ${before.orders} -> ${during.orders}`);
     await until('the neighbour still trading', () => progress(healthy).orders >= during.orders + 3);
     t.is(manager.getSession(healthy).status, 'running');
     t.is(services.runnerStates.get(healthy)!.failures, 0);

@@ -49,7 +49,8 @@ function buildRig(file: string, modules: string[], runnerOptions: { stateCommitM
   return buildTradingRig({
     file,
     modules,
-    runners: { approvalTtlMs: 1500 },
+    // Long enough that a loaded machine approves a pending order before it expires; the expiry test waits it out.
+    runners: { approvalTtlMs: 8000 },
     thresholds: THRESHOLDS,
     runnerOptions: { markPersistMs: 50, equitySampleMs: 100, ...runnerOptions },
   });
@@ -246,7 +247,7 @@ test('confirm mode holds orders for approve-order / reject-order and expires the
   const again = await t.throwsAsync(rig.services.runners.approveOrder(id, b!.clientOrderId));
   t.like(again, { code: 'INVALID_TRANSITION', message: `order ${b!.clientOrderId} is rejected; cannot approve-order` });
 
-  // Left alone, a pending order expires after approvalTtlMs (1.5 s here).
+  // Left alone, a pending order expires after approvalTtlMs (8 s here).
   const c = await until('a third pending order', () => orders(id).find((o) => o.status === 'pending_approval' && o.clientOrderId !== b!.clientOrderId));
   const expired = await until('expiry', () => {
     const o = rig.services.orders.getByClientId(c.clientOrderId)!;
