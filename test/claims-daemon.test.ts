@@ -96,6 +96,12 @@ test('with no Redis at a local REDIS_URL the daemon starts its own redis-server 
     await client?.close();
     d.kill('SIGKILL');
     await d.exited;
+    // A daemon killed before its own stop leaves its redis-server (its own process group) running.
+    if (await pingRedis(url)) {
+      const leftover = new Redis(url);
+      await leftover.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
+      leftover.disconnect();
+    }
   }
 });
 
