@@ -16,7 +16,9 @@ function bars(closes: number[], symbol = 'AAA', from = 0): Bar[] {
 }
 
 // One pool for the tests that do not break threads.
-const shared = new StrategyPool({ size: 2, modulePaths: MODULES });
+// Loading the .ts fixtures through tsx in a fresh thread can take seconds on a loaded machine.
+const LOAD_TIMEOUT_MS = 60_000;
+const shared = new StrategyPool({ size: 2, modulePaths: MODULES, loadTimeoutMs: LOAD_TIMEOUT_MS });
 test.after.always(() => shared.close());
 
 test('state round-trips through the pool and the signals match a main-thread run', async (t) => {
@@ -75,7 +77,7 @@ test('an unknown strategy, bad params and non-JSON state are rejected with their
 });
 
 test('a throwing, an exiting and a hung strategy each fail only their own step', async (t) => {
-  const pool = new StrategyPool({ size: 2, modulePaths: MODULES });
+  const pool = new StrategyPool({ size: 2, modulePaths: MODULES, loadTimeoutMs: LOAD_TIMEOUT_MS });
   t.teardown(() => pool.close());
   const failing = (strategyId: string, sessionId: string) =>
     pool.evaluate({ sessionId, strategyId, params: {}, state: null, bars: bars([1]) }).then(
@@ -129,7 +131,7 @@ test('a throwing, an exiting and a hung strategy each fail only their own step',
 test('the step timeout counts run time, not time queued behind other steps', async (t) => {
   // The margins are wide so a loaded machine cannot flip the outcome: each step runs a tenth of the
   // timeout, while the last of them waits in the queue for well over the timeout.
-  const pool = new StrategyPool({ size: 1, stepTimeoutMs: 1000, modulePaths: MODULES });
+  const pool = new StrategyPool({ size: 1, stepTimeoutMs: 1000, modulePaths: MODULES, loadTimeoutMs: LOAD_TIMEOUT_MS });
   t.teardown(() => pool.close());
   // Fifteen 100 ms steps on one thread: the last waits ~1.4 s in the queue, yet none runs past 1000 ms.
   const results = await Promise.all(
@@ -141,7 +143,7 @@ test('the step timeout counts run time, not time queued behind other steps', asy
 });
 
 test('close is idempotent and later steps are rejected', async (t) => {
-  const pool = new StrategyPool({ size: 1 });
+  const pool = new StrategyPool({ size: 1, loadTimeoutMs: LOAD_TIMEOUT_MS });
   const step = pool.evaluate({ sessionId: 'c', strategyId: 'buy-and-hold', params: {}, state: { bought: {} }, bars: bars([1]) });
   t.is((await step).signals.length, 1);
   const first = pool.close();
