@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parseWireError, SessiondError } from '../domain/errors.js';
+import { derivedSessionId, isValidId } from '../domain/ids.js';
 import { DEFAULT_QUEUE_NAME, DEFAULT_QUEUE_PREFIX, type CommandName } from './schemas.js';
+import { SEQUENCED_COMMANDS, sequenceKey } from './sequence-gate.js';
 
 export interface CommandClientOptions {
   /** @defaultValue process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' */
@@ -43,6 +45,11 @@ export class CommandTimeoutError extends Error {
 export interface SubmitOptions {
   /** The command id (BullMQ job id): resubmitting the same id returns the first outcome. */
   commandId?: string;
+  /**
+   * Give a lifecycle command (start, pause, resume, stop) its session's next `seq` (INCR on the session's
+   * sequence key), so the daemon applies it in submission order even when delivery stalls. @defaultValue true
+   */
+  sequence?: boolean;
   /** @defaultValue 10000 */
   timeoutMs?: number;
 }
@@ -112,7 +119,8 @@ export class CommandClient {
     const work = (async () => {
       // Listen before adding, so a fast daemon's `completed` event is not missed.
       const events = await this.listen();
-      const job = await this.queue.add(name, data ?? {}, { ...COMMAND_JOB_OPTIONS, jobId });
+      const payload = options.sequence === false ? data ?? {} : await this.withSequence(name, data ?? {}, jobId);
+      const job = await this.queue.add(name, payload, { ...COMMAND_JOB_OPTIONS, jobId });
       added = true;
       return job.waitUntilFinished(events);
     })();
@@ -131,6 +139,16 @@ export class CommandClient {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** A lifecycle command's data with its session's next `seq`; other commands' data unchanged. */
+  private async withSequence(name: string, data: unknown, jobId: string): Promise<unknown> {
+    if (!SEQUENCED_COMMANDS.has(name) || !data || typeof data !== 'object' || Array.isArray(data) || 'seq' in data) return data;
+    const d = data as Record<string, unknown>;
+    const sessionId = name === 'start' ? (d.id ?? derivedSessionId(jobId)) : d.sessionId;
+    if (!isValidId(sessionId)) return data; // the daemon rejects it; no sequence to take
+    const seq = await this.connection.incr(sequenceKey(this.prefix, this.queueName, sessionId));
+    return { ...d, seq };
   }
 
   close(): Promise<void> {

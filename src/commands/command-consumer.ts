@@ -1,9 +1,11 @@
-import { Queue, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { CommandNotFoundError, ValidationError, toSessiondError, type SessiondError } from '../domain/errors.js';
-import { ID_RULE, describeId, isValidId } from '../domain/ids.js';
+import { CommandNotFoundError, OutOfOrderError, ValidationError, toSessiondError, type SessiondError } from '../domain/errors.js';
+import { ID_RULE, derivedSessionId, describeId, isValidId } from '../domain/ids.js';
 import type { CommandRecord } from '../persistence/ports.js';
+import type { CommandSequenceLog } from '../persistence/sqlite-command-sequence.js';
+import { SEQUENCED_COMMANDS, SequenceGate, sequenceKey } from './sequence-gate.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import { zodIssues } from '../sessions/zod-issues.js';
 import {
@@ -53,8 +55,34 @@ export interface CommandConsumerOptions {
    * renewed within its ttl) commands wait for it. Without one the consumer assumes it alone consumes the queue.
    */
   lease?: { readonly held: boolean; whenHeld(): Promise<void> } | undefined;
+  /**
+   * Where each session's command sequence stands (SQLite). With it, lifecycle jobs carrying `seq` apply strictly
+   * in `seq` order per session; without it (in-process consumers in tests) `seq` is accepted and not enforced.
+   */
+  sequences?: CommandSequenceLog | undefined;
+  /** How long a session waits for a missing `seq` before looking for it in the queue (and skipping it if absent). @defaultValue 10000 */
+  sequenceGapMs?: number;
   logger?: Logger | undefined;
   onOutcome?: ((o: CommandOutcome) => void) | undefined;
+}
+
+/** How long a job held for an earlier `seq` waits in `delayed` before it is tried again (it is promoted sooner when its turn comes). */
+const HOLD_RETRY_MS = 250;
+
+/**
+ * The session and `seq` a lifecycle job carries, with its data minus `seq`; undefined when it has none.
+ * `start` names its session by `id`, or derives it from the command id.
+ */
+export function sequenceOf(name: string, data: unknown, commandId: string): { sessionId: string; seq: number; data: Record<string, unknown> } | undefined {
+  if (!SEQUENCED_COMMANDS.has(name) || !data || typeof data !== 'object' || Array.isArray(data) || !('seq' in data)) return undefined;
+  const { seq, ...rest } = data as Record<string, unknown>;
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
+    throw new ValidationError(`invalid ${name} job: seq: must be a positive integer (from INCR on the session's sequence key)`);
+  }
+  const sessionId = name === 'start' ? (rest.id === undefined ? derivedSessionId(commandId) : rest.id) : rest.sessionId;
+  // A bad session id is the schema's to report; without a valid one there is no sequence to keep.
+  if (!isValidId(sessionId)) return undefined;
+  return { sessionId, seq, data: rest };
 }
 
 export const DEFAULT_COMMAND_CONSUMER_OPTIONS = {
@@ -64,6 +92,7 @@ export const DEFAULT_COMMAND_CONSUMER_OPTIONS = {
   lockDuration: 30_000,
   stalledInterval: 30_000,
   maxStalledCount: 1000,
+  sequenceGapMs: 10_000,
 } as const;
 
 function parse<S extends z.ZodType>(schema: S, data: unknown, name: string): z.output<S> {
@@ -77,8 +106,11 @@ function parse<S extends z.ZodType>(schema: S, data: unknown, name: string): z.o
  * Success returns the session view; a rejection is an UnrecoverableError `CODE: message` (never retried).
  */
 export class CommandConsumer {
-  private readonly o: Required<Omit<CommandConsumerOptions, 'logger' | 'onOutcome' | 'handlers' | 'lease'>> &
-    Pick<CommandConsumerOptions, 'logger' | 'onOutcome' | 'lease'> & { handlers: Record<string, CommandHandler> };
+  private readonly o: Required<Omit<CommandConsumerOptions, 'logger' | 'onOutcome' | 'handlers' | 'lease' | 'sequences'>> &
+    Pick<CommandConsumerOptions, 'logger' | 'onOutcome' | 'lease' | 'sequences'> & { handlers: Record<string, CommandHandler> };
+  private readonly gate: SequenceGate | undefined;
+  /** Jobs held in `delayed` for an earlier seq, by session and seq: promoted when their turn comes. */
+  private readonly held = new Map<string, Map<number, string>>();
   /**
    * The one-line-per-command log. Its fields are fixed here (ids, command, outcome, code, latency, and our own
    * error message, which never echoes job data), so it skips redaction: deep redaction cost ~10x a line.
@@ -94,6 +126,7 @@ export class CommandConsumer {
   ) {
     this.o = { ...DEFAULT_COMMAND_CONSUMER_OPTIONS, ...options, handlers: options.handlers ?? {} };
     this.commandLog = this.o.logger?.child({}, { redact: { paths: [] } });
+    this.gate = options.sequences ? new SequenceGate(options.sequences, (id) => this.manager.commandRecord(id) !== undefined) : undefined;
     if (!Number.isInteger(this.o.concurrency) || this.o.concurrency < 1) {
       throw new ValidationError('options.concurrency must be a positive integer');
     }
@@ -109,7 +142,7 @@ export class CommandConsumer {
     // Without a listener BullMQ prints the error (with a Redis client's command args: a password) to stderr.
     this.queue.on('error', (err) => this.onWorkerError(err));
     const settled = await this.settleOrphans(this.queue);
-    this.worker = new CommandWorker(this.o.queueName, (job) => this.process(job), {
+    this.worker = new CommandWorker(this.o.queueName, (job, token) => this.process(job, token), {
       connection: this.o.connection,
       prefix: this.o.prefix,
       concurrency: this.o.concurrency,
@@ -194,7 +227,7 @@ export class CommandConsumer {
     }
   }
 
-  private async process(job: Job): Promise<unknown> {
+  private async process(job: Job, token?: string): Promise<unknown> {
     const t0 = performance.now();
     const sessionId = sessionIdOf(job.data);
     const commandId = job.id ?? `${job.name}-${job.timestamp}`;
@@ -203,14 +236,118 @@ export class CommandConsumer {
       if (!isValidId(commandId)) throw new ValidationError(`command id ${describeId(commandId)} breaks the id rule (${ID_RULE})`);
       // Fencing: nothing is applied unless this daemon's lease on the queue is current.
       if (this.o.lease && !this.o.lease.held) await this.o.lease.whenHeld();
-      const result = await this.execute(job.name, job.data, commandId);
+      const sequenced = sequenceOf(job.name, job.data, commandId);
+      const result = await (sequenced ? this.inSequence(job, token, commandId, sequenced) : this.execute(job.name, job.data, commandId));
       this.report(job.name, commandId, sessionId, t0);
       return result;
     } catch (err) {
+      if (err instanceof DelayedError) throw err;
       const e = toSessiondError(err);
       this.report(job.name, commandId, sessionId, t0, e);
       throw new UnrecoverableError(e.toWire());
     }
+  }
+
+  /**
+   * A sequenced lifecycle command: applied when it is its session's next `seq`; held (moved to `delayed`, its
+   * worker slot freed) while an earlier one is missing; after `sequenceGapMs` the missing one is looked for in
+   * the queue, and skipped (recorded, logged) when it is nowhere: withdrawn, failed unread, or lost.
+   */
+  private async inSequence(job: Job, token: string | undefined, commandId: string, q: { sessionId: string; seq: number; data: Record<string, unknown> }): Promise<unknown> {
+    const gate = this.gate;
+    if (!gate) return this.execute(job.name, q.data, commandId);
+    for (;;) {
+      const a = gate.admit(q.sessionId, q.seq, commandId);
+      if (a.kind === 'now') {
+        gate.taken(q.sessionId, q.seq, commandId);
+        this.held.get(q.sessionId)?.delete(q.seq);
+        const p = this.execute(job.name, q.data, commandId);
+        this.promoteNext(q.sessionId, q.seq + 1);
+        const settle = () => gate.settled(q.sessionId, q.seq, commandId, new Date().toISOString());
+        return p.then(
+          (r) => {
+            settle();
+            return r;
+          },
+          (err: unknown) => {
+            settle();
+            throw err;
+          },
+        );
+      }
+      if (a.kind === 'replay') {
+        this.held.get(q.sessionId)?.delete(q.seq);
+        return this.execute(job.name, q.data, commandId);
+      }
+      if (a.kind === 'reject') {
+        this.held.get(q.sessionId)?.delete(q.seq);
+        await this.raiseCounter(q.sessionId, a.next - 1);
+        throw new OutOfOrderError(a.reason);
+      }
+      if (a.heldMs < this.o.sequenceGapMs || !token) {
+        let m = this.held.get(q.sessionId);
+        if (!m) this.held.set(q.sessionId, (m = new Map()));
+        m.set(q.seq, job.id!);
+        await job.moveToDelayed(Date.now() + HOLD_RETRY_MS, token);
+        throw new DelayedError();
+      }
+      // Waited a full gap: is the missing command still on its way?
+      if (await this.findPending(q.sessionId, a.expected)) {
+        gate.stillComing(q.sessionId);
+        continue;
+      }
+      const reason = `seq ${a.expected} of session ${q.sessionId} was not in the queue after ${this.o.sequenceGapMs} ms (withdrawn, failed unread, or lost)`;
+      if (gate.skip(q.sessionId, a.expected, reason, new Date().toISOString())) {
+        this.o.logger?.warn({ sessionId: q.sessionId, seq: a.expected, heldCommand: commandId }, `skipped a missing command: ${reason}`);
+        this.promoteNext(q.sessionId, a.expected + 1);
+      }
+    }
+  }
+
+  /** Brings a job held for this seq back from `delayed` at once (it is retried every HOLD_RETRY_MS anyway). */
+  private promoteNext(sessionId: string, seq: number): void {
+    const id = this.held.get(sessionId)?.get(seq);
+    if (id === undefined || !this.queue) return;
+    void this.queue
+      .getJob(id)
+      .then((j) => j?.promote())
+      .catch(() => undefined);
+  }
+
+  /** After a counter reset (Redis lost data), moves the session's sequence key past what is already settled. */
+  private async raiseCounter(sessionId: string, atLeast: number): Promise<void> {
+    try {
+      await this.o.connection.eval(
+        "local c = tonumber(redis.call('GET', KEYS[1]) or '0') if c < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 1",
+        1,
+        sequenceKey(this.o.prefix, this.o.queueName, sessionId),
+        String(atLeast),
+      );
+    } catch {
+      // Best effort: the rejection says what to do.
+    }
+  }
+
+  /** True when a job of the session with this seq waits anywhere in the queue (wait, active, delayed, ...). */
+  private async findPending(sessionId: string, seq: number): Promise<boolean> {
+    const c = this.o.connection;
+    const ids = new Set<string>();
+    for (const list of ['wait', 'active', 'paused']) for (const id of await c.lrange(this.key(list), 0, -1)) ids.add(id);
+    for (const zset of ['delayed', 'prioritized']) for (const id of await c.zrange(this.key(zset), '0', '-1')) ids.add(id);
+    const pipeline = c.pipeline();
+    const order = [...ids];
+    for (const id of order) pipeline.hmget(this.key(id), 'name', 'data');
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.some(([err, value], i) => {
+      if (err || !Array.isArray(value)) return false;
+      const [name, text] = value as [string | null, string | null];
+      try {
+        const q = sequenceOf(name ?? '', JSON.parse(text ?? 'null'), order[i]!);
+        return q?.sessionId === sessionId && q.seq === seq;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** Worker errors, logged as what they are: a lost lock is not an unreachable Redis. */
@@ -291,8 +428,31 @@ export class CommandConsumer {
       }
       const name = raw.name ?? '';
       if (!KNOWN_COMMANDS.has(name) || READ_ONLY_COMMANDS.has(name) || !isValidId(id)) continue;
+      const data = JSON.parse(raw.data || '{}') as unknown;
+      let q: ReturnType<typeof sequenceOf>;
       try {
-        await this.execute(name, JSON.parse(raw.data || '{}'), id);
+        q = sequenceOf(name, data, id);
+      } catch {
+        continue; // a bad seq: the redelivered job reports it
+      }
+      if (q && this.gate) {
+        // Only a session's next number is applied here; a later one waits for its redelivery to be held in turn.
+        const a = this.gate.admit(q.sessionId, q.seq, id);
+        if (a.kind === 'hold' || a.kind === 'reject') continue;
+        if (a.kind === 'now') this.gate.taken(q.sessionId, q.seq, id);
+        const seq = q;
+        const p = this.execute(name, q.data, id);
+        try {
+          await p;
+        } catch {
+          // The rejection is in the command log; the redelivered job reports it.
+        }
+        if (a.kind === 'now') this.gate.settled(seq.sessionId, seq.seq, id, new Date().toISOString());
+        settled++;
+        continue;
+      }
+      try {
+        await this.execute(name, q ? q.data : data, id);
       } catch {
         // The rejection is in the command log; the redelivered job reports it.
       }

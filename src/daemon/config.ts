@@ -17,6 +17,7 @@ export const ConfigSchema = z
         lockDurationMs: positiveInt,
         stalledIntervalMs: positiveInt,
         leaseTtlMs: z.number().int().min(300),
+        sequenceGapMs: positiveInt,
         standby: z.boolean(),
       })
       .strict(),
@@ -114,6 +115,7 @@ const ENV_KEYS: Record<string, { path: string[]; type: 'string' | 'int' | 'bool'
   SESSIOND_STALLED_INTERVAL_MS: { path: ['queue', 'stalledIntervalMs'], type: 'int' },
   SESSIOND_LEASE_TTL_MS: { path: ['queue', 'leaseTtlMs'], type: 'int' },
   SESSIOND_STANDBY: { path: ['queue', 'standby'], type: 'bool' },
+  SESSIOND_SEQUENCE_GAP_MS: { path: ['queue', 'sequenceGapMs'], type: 'int' },
   SESSIOND_HTTP: { path: ['http', 'enabled'], type: 'bool' },
   SESSIOND_HTTP_HOST: { path: ['http', 'host'], type: 'string' },
   SESSIOND_HTTP_PORT: { path: ['http', 'port'], type: 'int' },

@@ -8,6 +8,7 @@ import { StorageGuard } from '../persistence/storage-guard.js';
 import { openDatabase, type Db } from '../persistence/database.js';
 import { SqliteBacktestRepository } from '../persistence/sqlite-backtest-repository.js';
 import { SqliteCommandLog, SqliteSessionStore } from '../persistence/sqlite-session-store.js';
+import { SqliteCommandSequenceLog } from '../persistence/sqlite-command-sequence.js';
 import { SessionManager, type TransitionNotice } from '../sessions/session-manager.js';
 import { SessionBook } from '../sessions/session-book.js';
 import { bookQueryHandlers } from '../commands/book-queries.js';
@@ -159,6 +160,8 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       stalledInterval: config.queue.stalledIntervalMs,
       handlers: { ...bookQueryHandlers(book), ...trading.handlers },
       lease,
+      sequences: new SqliteCommandSequenceLog(db),
+      sequenceGapMs: config.queue.sequenceGapMs,
       logger,
       onOutcome: (o) => {
         // A command met a full disk or an I/O error: a probe write tells whether it lasts (then /readyz says

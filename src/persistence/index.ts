@@ -8,3 +8,4 @@ export * from './sqlite-order-repository.js';
 export type { Migration } from './migrations/index.js';
 export * from './checkpointer.js';
 export * from './storage-guard.js';
+export * from './sqlite-command-sequence.js';
