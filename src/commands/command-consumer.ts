@@ -279,6 +279,15 @@ export class CommandConsumer {
         this.held.get(q.sessionId)?.delete(q.seq);
         return this.execute(job.name, q.data, commandId);
       }
+      if (a.kind === 'stale') {
+        this.held.get(q.sessionId)?.delete(q.seq);
+        await this.raiseCounter(q.sessionId, a.next - 1);
+        this.o.logger?.warn(
+          { sessionId: q.sessionId, seq: q.seq, commandId, takenBy: a.takenBy, next: a.next },
+          `seq ${q.seq} of session ${q.sessionId} was already taken (its counter was reset: Redis lost data?); applied in arrival order, counter moved to ${a.next - 1}`,
+        );
+        return this.execute(job.name, q.data, commandId);
+      }
       if (a.kind === 'reject') {
         this.held.get(q.sessionId)?.delete(q.seq);
         await this.raiseCounter(q.sessionId, a.next - 1);
@@ -438,7 +447,7 @@ export class CommandConsumer {
       if (q && this.gate) {
         // Only a session's next number is applied here; a later one waits for its redelivery to be held in turn.
         const a = this.gate.admit(q.sessionId, q.seq, id);
-        if (a.kind === 'hold' || a.kind === 'reject') continue;
+        if (a.kind === 'hold' || a.kind === 'reject' || a.kind === 'stale') continue;
         if (a.kind === 'now') this.gate.taken(q.sessionId, q.seq, id);
         const seq = q;
         const p = this.execute(name, q.data, id);

@@ -15,8 +15,13 @@ export type Admission =
   | { kind: 'replay' }
   /** An earlier number of the session has not been applied yet: hold this one. */
   | { kind: 'hold'; expected: number; heldMs: number }
-  /** Its number is already settled by another command, or was skipped. */
-  | { kind: 'reject'; reason: string; next: number };
+  /** Its place was skipped (it came too late): applying it now would break the order. */
+  | { kind: 'reject'; reason: string; next: number }
+  /**
+   * Its number was already taken by another command: the session's counter was reset (Redis lost its data).
+   * Applied in arrival order, like a job without `seq`; the counter is moved past the settled numbers.
+   */
+  | { kind: 'stale'; takenBy: string | undefined; next: number };
 
 /**
  * Applies each session's sequenced commands strictly in `seq` order, whatever order BullMQ delivers them in (a
@@ -57,12 +62,7 @@ export class SequenceGate {
       if (entry?.outcome === 'skipped') {
         return { kind: 'reject', next, reason: `command ${commandId} (seq ${seq} of session ${sessionId}) arrived after its place was skipped: ${entry.reason ?? 'it did not arrive in time'}` };
       }
-      const by = entry?.commandId ?? this.inflight.get(sessionId)?.get(seq);
-      return {
-        kind: 'reject',
-        next,
-        reason: `seq ${seq} of session ${sessionId} was already taken${by ? ` by command ${by}` : ''} (the session is at seq ${next - 1}; was its counter reset?): submit again with a new seq`,
-      };
+      return { kind: 'stale', takenBy: entry?.commandId ?? this.inflight.get(sessionId)?.get(seq), next };
     }
     if (this.known(commandId)) return { kind: 'replay' };
     const b = this.blocked.get(sessionId);

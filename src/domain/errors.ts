@@ -9,7 +9,7 @@ export const ErrorCode = {
   RISK_LIMIT: 'RISK_LIMIT',
   /** `get-command` for an id with no recorded outcome. */
   COMMAND_NOT_FOUND: 'COMMAND_NOT_FOUND',
-  /** A sequenced command whose place in its session's order is gone (skipped, or taken by another command). */
+  /** A sequenced command that arrived after its place in its session's order was skipped. */
   OUT_OF_ORDER: 'OUT_OF_ORDER',
   /**
    * SQLite cannot write (disk full, I/O error, ...): the command was not applied and nothing of it is
