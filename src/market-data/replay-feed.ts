@@ -74,8 +74,12 @@ function barsFor(table: BarTable, symbols: readonly string[]): Bar[] {
 
 function groupByTime(bars: Bar[], symbols: readonly string[]): Bar[][] {
   const order = new Map(symbols.map((s, i) => [s, i]));
-  // Stable, and each symbol has at most one bar per time (BarFiles checked): one bar per symbol per group.
-  const sorted = [...bars].sort((a, b) => a.time - b.time || order.get(a.symbol)! - order.get(b.symbol)!);
+  // Files are usually in time order already: then one linear pass groups them. Each symbol has at most one bar
+  // per time (BarFiles checked), so sorting by time (stable), then each group by the session's symbol order,
+  // gives one bar per symbol per group in a fixed order.
+  let inOrder = true;
+  for (let i = 1; i < bars.length && inOrder; i++) inOrder = bars[i - 1]!.time <= bars[i]!.time;
+  const sorted = inOrder ? bars : [...bars].sort((a, b) => a.time - b.time);
   const groups: Bar[][] = [];
   let prev: Bar | undefined;
   for (const bar of sorted) {
@@ -83,6 +87,7 @@ function groupByTime(bars: Bar[], symbols: readonly string[]): Bar[][] {
     else groups.push([bar]);
     prev = bar;
   }
+  if (symbols.length > 1) for (const g of groups) if (g.length > 1) g.sort((a, b) => order.get(a.symbol)! - order.get(b.symbol)!);
   return groups;
 }
 
