@@ -119,7 +119,9 @@ export class CommandClient {
     const work = (async () => {
       // Listen before adding, so a fast daemon's `completed` event is not missed.
       const events = await this.listen();
-      const payload = options.sequence === false ? data ?? {} : await this.withSequence(name, data ?? {}, jobId);
+      // Resubmitting a kept job's id adds nothing: taking a seq for it would leave a gap the session waits on.
+      const kept = options.commandId !== undefined && (await this.queue.getJob(jobId).catch(() => 'unreadable')) !== undefined;
+      const payload = options.sequence === false || kept ? data ?? {} : await this.withSequence(name, data ?? {}, jobId);
       const job = await this.queue.add(name, payload, { ...COMMAND_JOB_OPTIONS, jobId });
       added = true;
       return job.waitUntilFinished(events);
