@@ -6,8 +6,16 @@ const SVG = 'http://www.w3.org/2000/svg';
 
 const state = {
   machine: null,
-  /** @type {Map<string, any>} session views by id, as last seen */
+  /** @type {Map<string, any>} every session view by id, as last seen (the chart counts these) */
+  all: new Map(),
+  /** @type {Map<string, any>} the sessions the filters let through (the list shows these) */
   sessions: new Map(),
+  /** Orders page: offset from the newest. */
+  ordersOffset: 0,
+  chartSymbol: null,
+  /** Token for writes (only ever in this tab's sessionStorage); null: read-only. */
+  token: sessionStorage.getItem('sessiond-token'),
+  ui: { writable: false, tokenRequired: false },
   selected: decodeURIComponent(location.hash.replace(/^#/, '')) || null,
   detail: null,
   filters: { status: '', kind: '' },
@@ -34,14 +42,34 @@ function s(tag, attrs = {}, ...children) {
   return el;
 }
 
+const pad = (n, w = 2) => String(Math.trunc(Math.abs(n))).padStart(w, '0');
+
+/** ISO-8601 in the browser's timezone, with its offset: 2026-12-01T21:30:05.120+01:00. */
 function time(iso) {
   if (!iso) return '';
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { hour12: false });
+  if (Number.isNaN(d.getTime())) return iso;
+  const off = -d.getTimezoneOffset();
+  const zone = `${off >= 0 ? '+' : '-'}${pad(off / 60)}:${pad(off % 60)}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}${zone}`;
 }
 
-async function getJson(url) {
-  const res = await fetch(url, { headers: { accept: 'application/json' } });
+/** Money: two decimals. */
+function money(v) {
+  return typeof v === 'number' && Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : '';
+}
+
+/** Quantities and prices as the venue gave them, without float noise (at most 8 decimals). */
+function qty(v) {
+  return typeof v === 'number' && Number.isFinite(v) ? String(Number(v.toFixed(8))) : '';
+}
+
+function signClass(v) {
+  return typeof v === 'number' && v > 0 ? 'num pos' : typeof v === 'number' && v < 0 ? 'num neg' : 'num';
+}
+
+async function getJson(url, init = {}) {
+  const res = await fetch(url, { ...init, headers: { accept: 'application/json', ...(init.headers ?? {}) } });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body?.error ? `${body.error.code}: ${body.error.message}` : `${res.status} ${res.statusText}`);
   return body;
@@ -125,7 +153,7 @@ function drawChart() {
   const current = state.detail?.session?.status ?? null;
   const last = state.detail?.history?.at(-1);
   const counts = new Map();
-  for (const v of state.sessions.values()) counts.set(v.status, (counts.get(v.status) ?? 0) + 1);
+  for (const v of state.all.values()) counts.set(v.status, (counts.get(v.status) ?? 0) + 1);
   const available = new Set(current ? m.transitions.filter((t) => t.source === current).flatMap((t) => t.targets.map((x) => `${t.source}->${x}`)) : []);
 
   const svg = s('svg', { viewBox: `0 0 ${L.width} ${L.height}`, xmlns: SVG, 'data-machine': m.id });
@@ -137,18 +165,36 @@ function drawChart() {
     ),
   );
 
+  // Edges arriving at one state from the left and above get their own arrival points on its top side, so
+  // their arrowheads never overlap (several states lead to `stopped`).
+  const arrivals = new Map();
+  for (const e of L.edges) {
+    if (e.from === e.to) continue;
+    const span = L.col.get(e.to) - L.col.get(e.from);
+    if (span > 1 || (span === 1 && L.edges.some((o) => o.from === e.to && o.to === e.from))) {
+      if (!arrivals.has(e.to)) arrivals.set(e.to, []);
+      arrivals.get(e.to).push(e);
+    }
+  }
+  for (const list of arrivals.values()) list.sort((x, y) => L.col.get(x.from) - L.col.get(y.from));
+
   for (const e of L.edges) {
     const a = L.nodes.get(e.from), b = L.nodes.get(e.to);
     if (!a || !b) continue;
     const isLast = last && last.from === e.from && last.to === e.to && e.events.includes(last.event);
     const cls = ['edge', isLast ? 'last' : '', current ? (available.has(`${e.from}->${e.to}`) ? 'available' : 'unavailable') : ''].join(' ').trim();
-    const g = s('g', { class: cls, 'data-from': e.from, 'data-to': e.to, 'data-events': e.events.join(' ') });
-    const label = e.events.join(' / ');
+    const g = s('g', { class: cls, 'data-from': e.from, 'data-to': e.to, 'data-events': e.events.join(' '), 'data-fired': isLast ? last.event : null });
+    // One tspan per event: only the event that actually happened is highlighted (PAUSE, not RISK_BREACH).
+    const label = () =>
+      e.events.flatMap((ev, i) => [
+        ...(i > 0 ? [s('tspan', {}, ' / ')] : []),
+        s('tspan', { class: isLast && ev === last.event ? 'fired' : null, 'data-event': ev }, ev),
+      ]);
     if (e.from === e.to) {
       // A self-transition: a loop above the state.
       const x = a.x + a.w / 2, y = a.y;
       g.append(s('path', { d: `M${x - 14},${y} C${x - 30},${y - 50} ${x + 30},${y - 50} ${x + 14},${y}`, 'marker-end': `url(#${isLast ? 'arrow-last' : 'arrow'})` }));
-      g.append(s('text', { x, y: y - 44 }, label));
+      g.append(s('text', { x, y: y - 44 }, label()));
       svg.append(g);
       continue;
     }
@@ -163,10 +209,16 @@ function drawChart() {
     let nx = -dy / len, ny = dx / len;
     if (ny > 0 === forward) { nx = -nx; ny = -ny; }
     const mx = (ca[0] + cb[0]) / 2 + nx * bow * 2, my = (ca[1] + cb[1]) / 2 + ny * bow * 2;
-    const p0 = clip(a, mx, my), p2 = clip(b, mx, my);
+    const p0 = clip(a, mx, my);
+    let p2 = clip(b, mx, my);
+    const arriving = arrivals.get(e.to);
+    if (arriving && arriving.length > 1 && arriving.includes(e) && forward) {
+      const k = arriving.indexOf(e);
+      p2 = [b.x + (b.w * (k + 1)) / (arriving.length + 1), b.y];
+    }
     g.append(s('path', { d: `M${p0[0]},${p0[1]} Q${mx},${my} ${p2[0]},${p2[1]}`, 'marker-end': `url(#${isLast ? 'arrow-last' : 'arrow'})` }));
     const lx = 0.25 * p0[0] + 0.5 * mx + 0.25 * p2[0], ly = 0.25 * p0[1] + 0.5 * my + 0.25 * p2[1];
-    g.append(s('text', { x: lx, y: ly + (bow === 0 ? -8 : forward ? -6 : 14) }, label));
+    g.append(s('text', { x: lx, y: ly + (bow === 0 ? -8 : forward ? -6 : 14) }, label()));
     svg.append(g);
   }
 
@@ -183,7 +235,7 @@ function drawChart() {
     if (n.final) g.append(s('rect', { class: 'inner', x: n.x + 4, y: n.y + 4, width: n.w - 8, height: n.h - 8, rx: 7 }));
     g.append(s('text', { class: 'name', x: n.x + n.w / 2, y: n.y + n.h / 2 }, n.id));
     const c = counts.get(n.id) ?? 0;
-    g.append(s('g', { class: 'badge' }, s('title', {}, `${c} session(s) listed in ${n.id}`), s('circle', { cx: n.x + n.w - 2, cy: n.y + 2, r: 11 }), s('text', { x: n.x + n.w - 2, y: n.y + 2 }, String(c))));
+    g.append(s('g', { class: 'badge' }, s('title', {}, `${c} session(s) in ${n.id}`), s('circle', { cx: n.x + n.w - 2, cy: n.y + 2, r: 11 }), s('text', { x: n.x + n.w - 2, y: n.y + 2 }, String(c))));
     svg.append(g);
   }
   el.replaceChildren(svg);
@@ -220,13 +272,25 @@ function drawList() {
   document.getElementById('count').textContent = `${rows.length} session${rows.length === 1 ? '' : 's'}`;
 }
 
+function refilter() {
+  state.sessions = new Map([...state.all].filter(([, v]) => matchesFilters(v)));
+}
+
+/** The default selection: the most recently updated running session, else the most recent one. */
+function defaultSelection() {
+  const recent = [...state.all.values()].sort((a, b) => (a.updatedAt < b.updatedAt ? 1 : a.updatedAt > b.updatedAt ? -1 : 0));
+  return (recent.find((v) => v.status === 'running') ?? recent[0])?.id ?? null;
+}
+
 async function loadList() {
-  const q = new URLSearchParams();
-  if (state.filters.status) q.set('status', state.filters.status);
-  if (state.filters.kind) q.set('kind', state.filters.kind);
-  const { sessions } = await getJson(`/api/sessions${q.size ? `?${q}` : ''}`);
-  state.sessions = new Map(sessions.map((v) => [v.id, v]));
-  if (!state.selected && sessions.length) state.selected = sessions[0].id;
+  // Every session: the chart counts them all; the filters only narrow the list.
+  const { sessions } = await getJson('/api/sessions');
+  state.all = new Map(sessions.map((v) => [v.id, v]));
+  refilter();
+  if (!state.selected) {
+    state.selected = defaultSelection();
+    if (state.selected) history.replaceState(null, '', `#${encodeURIComponent(state.selected)}`);
+  }
   drawList();
 }
 
@@ -245,6 +309,7 @@ function drawDetail() {
     return;
   }
   const v = d.session;
+  drawControls(v);
   title.replaceChildren('Session ', h('span', { class: 'id', id: 'selected-id' }, v.id), ' is ', h('span', { id: 'current-state', class: `status status-${v.status}`, 'data-state': v.status }, v.status));
   const fact = (k, val) => (val === undefined || val === null || val === '' ? [] : [h('dt', {}, k), h('dd', {}, val)]);
   facts.replaceChildren(
@@ -274,15 +339,213 @@ function drawDetail() {
   drawChart();
 }
 
-function drawTrading(orders, positions) {
+const PAGE = 25;
+
+function drawTrading(page, fills, positions, pnl) {
   document.querySelector('#positions tbody').replaceChildren(
-    ...positions.map((p) => h('tr', {}, h('td', {}, p.symbol), h('td', {}, p.qty), h('td', {}, p.avgPrice), h('td', {}, p.lastPrice), h('td', {}, p.realizedPnl), h('td', {}, p.unrealizedPnl))),
+    ...positions.map((p) =>
+      h('tr', {}, h('td', {}, p.symbol), h('td', { class: 'num' }, qty(p.qty)), h('td', { class: 'num' }, qty(p.avgPrice)), h('td', { class: 'num' }, qty(p.lastPrice)), h('td', { class: signClass(p.realizedPnl) }, money(p.realizedPnl)), h('td', { class: signClass(p.unrealizedPnl) }, money(p.unrealizedPnl))),
+    ),
   );
-  const recent = orders.slice(-50).reverse();
-  document.getElementById('orders-count').textContent = orders.length > recent.length ? `(latest ${recent.length} of ${orders.length})` : `(${orders.length})`;
+  const from = page.orders.length ? page.offset + 1 : 0;
+  document.getElementById('orders-count').textContent = `(${from}-${page.offset + page.orders.length} of ${page.total}, newest first)`;
+  document.getElementById('orders-newer').disabled = page.offset === 0;
+  document.getElementById('orders-older').disabled = page.offset + page.orders.length >= page.total;
+  const canWrite = Boolean(state.ui.writable && state.token);
   document.querySelector('#orders tbody').replaceChildren(
-    ...recent.map((o) => h('tr', {}, h('td', { class: 'muted' }, time(o.createdAt)), h('td', {}, o.symbol), h('td', {}, o.side), h('td', {}, o.qty), h('td', {}, o.type), h('td', {}, o.status), h('td', {}, o.filledQty), h('td', {}, o.reason ?? ''))),
+    ...page.orders.map((o) =>
+      h('tr', { 'data-order-id': o.clientOrderId, 'data-status': o.status },
+        h('td', { class: 'muted when' }, time(o.createdAt)),
+        h('td', { class: 'id' }, o.clientOrderId),
+        h('td', {}, o.symbol),
+        h('td', {}, o.side),
+        h('td', { class: 'num' }, qty(o.qty)),
+        h('td', {}, o.type),
+        h('td', { class: 'num' }, qty(o.limitPrice)),
+        h('td', { class: `order-status` }, o.status),
+        h('td', { class: 'num' }, qty(o.filledQty)),
+        h('td', { class: 'num' }, qty(o.avgFillPrice)),
+        h('td', { class: 'when' }, o.status === 'pending_approval' ? time(o.expiresAt) : ''),
+        h('td', {}, o.reason ?? ''),
+        h('td', {},
+          o.status === 'pending_approval' && canWrite
+            ? [
+                h('button', { 'data-approve': o.clientOrderId, onclick: () => orderDecision(o, 'approve') }, 'approve'),
+                h('button', { 'data-reject': o.clientOrderId, class: 'danger', onclick: () => orderDecision(o, 'reject') }, 'reject'),
+              ]
+            : [],
+        ),
+      ),
+    ),
   );
+  document.getElementById('fills-count').textContent = `(${fills.length})`;
+  document.querySelector('#fills tbody').replaceChildren(
+    ...[...fills].reverse().slice(0, 200).map((f) =>
+      h('tr', {}, h('td', { class: 'muted when' }, time(f.at)), h('td', { class: 'id' }, f.clientOrderId), h('td', {}, f.symbol), h('td', {}, f.side), h('td', { class: 'num' }, qty(f.qty)), h('td', { class: 'num' }, qty(f.price)), h('td', { class: 'num' }, money(f.commission))),
+    ),
+  );
+  const item = (k, v, cls = 'num') => h('div', {}, h('dt', {}, k), h('dd', { class: cls }, v));
+  document.getElementById('pnl').replaceChildren(
+    ...(pnl
+      ? [
+          item('equity', money(pnl.equity)),
+          item('cash', money(pnl.cash)),
+          item('realized', money(pnl.realizedPnl), signClass(pnl.realizedPnl)),
+          item('unrealized', money(pnl.unrealizedPnl), signClass(pnl.unrealizedPnl)),
+          item('commission', money(pnl.commission)),
+          item('drawdown', `${pnl.drawdownPct.toFixed(2)}%`),
+          item('max drawdown', `${pnl.maxDrawdownPct.toFixed(2)}%`),
+          item('fills', String(pnl.fills)),
+        ]
+      : []),
+  );
+}
+
+// ---------- charts (lightweight-charts, served by the daemon) ----------
+// Its logo injects an inline <style> the page's CSP refuses: attribution is a text line under the charts instead.
+
+const charts = { equity: null, price: null };
+function chartOf(key, el) {
+  if (charts[key] || typeof LightweightCharts === 'undefined') return charts[key];
+  const LW = LightweightCharts;
+  const chart = LW.createChart(el, { autoSize: true, layout: { background: { color: '#ffffff' }, textColor: '#1d1f21', fontSize: 11, attributionLogo: false }, grid: { vertLines: { color: '#f0f1f3' }, horzLines: { color: '#f0f1f3' } }, timeScale: { timeVisible: true, secondsVisible: true }, localization: { priceFormatter: (p) => money(p) } });
+  const series = key === 'equity' ? chart.addSeries(LW.LineSeries, { color: '#0b6bcb', lineWidth: 2 }) : chart.addSeries(LW.CandlestickSeries, { upColor: '#1f8a3b', downColor: '#b42318', wickUpColor: '#1f8a3b', wickDownColor: '#b42318', borderVisible: false });
+  const markers = key === 'price' ? LW.createSeriesMarkers(series, []) : null;
+  charts[key] = { chart, series, markers };
+  return charts[key];
+}
+
+/** lightweight-charts wants one point per second, ascending: later points in the same second win. */
+function perSecond(points) {
+  const out = [];
+  for (const p of points) {
+    if (out.length && out.at(-1).time === p.time) out[out.length - 1] = p;
+    else if (!out.length || out.at(-1).time < p.time) out.push(p);
+  }
+  return out;
+}
+
+function drawCharts(equity, bars, fills, symbol) {
+  const eq = chartOf('equity', document.getElementById('equity-chart'));
+  const pr = chartOf('price', document.getElementById('price-chart'));
+  if (!eq || !pr) return;
+  eq.series.setData(perSecond(equity.map((p) => ({ time: Math.floor(p.at / 1000), value: p.equity }))));
+  const candles = [];
+  for (const b of bars) {
+    const t = Math.floor(b.time / 1000);
+    const last = candles.at(-1);
+    if (last && last.time === t) Object.assign(last, { high: Math.max(last.high, b.high), low: Math.min(last.low, b.low), close: b.close });
+    else if (!last || last.time < t) candles.push({ time: t, open: b.open, high: b.high, low: b.low, close: b.close });
+  }
+  pr.series.setData(candles);
+  // Markers sit on the bar a fill belongs to: the last bar at or before the fill's time.
+  const times = candles.map((c) => c.time);
+  const markers = [];
+  for (const f of fills.filter((x) => x.symbol === symbol)) {
+    const t = Math.floor(Date.parse(f.at) / 1000);
+    let lo = 0, hi = times.length - 1, at = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (times[mid] <= t) { at = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (at < 0) continue;
+    markers.push(f.side === 'buy'
+      ? { time: times[at], position: 'belowBar', color: '#1f8a3b', shape: 'arrowUp', text: `B ${qty(f.qty)} @ ${qty(f.price)}` }
+      : { time: times[at], position: 'aboveBar', color: '#b42318', shape: 'arrowDown', text: `S ${qty(f.qty)} @ ${qty(f.price)}` });
+  }
+  markers.sort((a, b) => a.time - b.time);
+  pr.markers.setMarkers(markers);
+  document.getElementById('price-chart').dataset.markers = String(markers.length);
+  document.getElementById('price-chart').dataset.bars = String(candles.length);
+  document.getElementById('equity-chart').dataset.points = String(equity.length);
+  eq.chart.timeScale().fitContent();
+  pr.chart.timeScale().fitContent();
+}
+
+// ---------- control (writes become the same BullMQ commands sessionctl sends) ----------
+
+function drawAccess() {
+  const access = document.getElementById('access');
+  const unlock = document.getElementById('unlock');
+  const kill = document.getElementById('kill-switch');
+  if (!state.ui.writable) {
+    access.textContent = 'read-only: no http.token is configured, so the page cannot control sessions';
+    unlock.hidden = true;
+    kill.hidden = true;
+  } else if (!state.token) {
+    access.textContent = 'controls locked: enter the token';
+    unlock.hidden = false;
+    kill.hidden = true;
+  } else {
+    access.textContent = 'controls unlocked';
+    unlock.hidden = true;
+    kill.hidden = false;
+  }
+  if (state.detail) drawControls(state.detail.session);
+}
+
+function drawControls(v) {
+  const box = document.getElementById('controls');
+  box.hidden = !(state.ui.writable && state.token);
+  const can = new Set(state.machine ? state.machine.transitions.filter((t) => t.source === v.status).map((t) => t.event) : []);
+  for (const b of box.querySelectorAll('button[data-command]')) b.disabled = !can.has(b.dataset.command.toUpperCase());
+}
+
+async function write(path, body) {
+  const res = await fetch(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${state.token}`, 'idempotency-key': crypto.randomUUID() },
+    body: JSON.stringify(body ?? {}),
+  });
+  const out = await res.json().catch(() => ({}));
+  if (res.status === 401) {
+    state.token = null;
+    sessionStorage.removeItem('sessiond-token');
+    drawAccess();
+  }
+  if (!res.ok) throw new Error(out?.error ? `${out.error.code}: ${out.error.message}` : `${res.status}`);
+  return out;
+}
+
+function report(text) {
+  document.getElementById('control-result').textContent = text;
+}
+
+async function command(name) {
+  const v = state.detail?.session;
+  if (!v) return;
+  let reason;
+  if (name === 'stop') {
+    reason = prompt(`Stop session ${v.id}? This is final. Reason:`, 'operator');
+    if (reason === null) return;
+  }
+  try {
+    await write(`/api/sessions/${encodeURIComponent(v.id)}/${name}`, reason ? { reason } : {});
+    report(`${name}: done`);
+  } catch (err) {
+    report(`${name}: ${err.message}`);
+  }
+}
+
+async function orderDecision(o, decision) {
+  try {
+    await write(`/api/sessions/${encodeURIComponent(o.sessionId)}/orders/${encodeURIComponent(o.clientOrderId)}/${decision}`, {});
+    report(`${decision} ${o.clientOrderId}: done`);
+  } catch (err) {
+    report(`${decision} ${o.clientOrderId}: ${err.message}`);
+  }
+  void loadDetail();
+}
+
+async function killSwitch() {
+  const n = [...state.all.values()].filter((v) => v.status === 'running' || v.status === 'paused').length;
+  if (!confirm(`Kill-switch: stop all ${n} running and paused sessions and cancel their open orders?`)) return;
+  try {
+    const { stopped } = await write('/api/kill-switch', { confirm: true, reason: 'kill-switch from the page' });
+    report(`kill-switch: stopped ${stopped.length}`);
+  } catch (err) {
+    report(`kill-switch: ${err.message}`);
+  }
 }
 
 let detailSeq = 0;
@@ -299,11 +562,21 @@ async function loadDetail() {
     if (seq !== detailSeq) return; // a newer selection or event won
     state.detail = d;
     drawDetail();
-    const [{ orders }, { positions }] = await Promise.all([
-      getJson(`/api/sessions/${encodeURIComponent(id)}/orders`),
-      getJson(`/api/sessions/${encodeURIComponent(id)}/positions`),
+    const enc = encodeURIComponent(id);
+    const symbols = d.session.symbols ?? [];
+    if (!symbols.includes(state.chartSymbol)) state.chartSymbol = symbols[0] ?? null;
+    const picker = document.getElementById('chart-symbol');
+    picker.replaceChildren(...symbols.map((x) => h('option', { value: x, selected: x === state.chartSymbol ? 'selected' : null }, x)));
+    const [page, { positions }, pnl, { equity }, bars] = await Promise.all([
+      getJson(`/api/sessions/${enc}/orders?offset=${state.ordersOffset}&limit=${PAGE}`),
+      getJson(`/api/sessions/${enc}/positions`),
+      getJson(`/api/sessions/${enc}/pnl`).catch(() => null),
+      getJson(`/api/sessions/${enc}/equity`).catch(() => ({ equity: [] })),
+      getJson(`/api/sessions/${enc}/bars?limit=600${state.chartSymbol ? `&symbol=${encodeURIComponent(state.chartSymbol)}` : ''}`).catch(() => ({ bars: [] })),
     ]);
-    if (seq === detailSeq) drawTrading(orders, positions);
+    if (seq !== detailSeq) return;
+    drawTrading(page, page.fills, positions, pnl);
+    drawCharts(equity, bars.bars, page.fills, state.chartSymbol);
   } catch (err) {
     if (seq !== detailSeq) return;
     state.detail = null;
@@ -313,6 +586,7 @@ async function loadDetail() {
 }
 
 function select(id) {
+  if (id !== state.selected) state.ordersOffset = 0;
   state.selected = id;
   history.replaceState(null, '', `#${encodeURIComponent(id)}`);
   drawList();
@@ -323,9 +597,9 @@ function select(id) {
 
 function onTransition(ev) {
   const v = ev.session;
-  if (matchesFilters(v)) state.sessions.set(v.id, v);
-  else state.sessions.delete(v.id);
-  if (!state.selected) state.selected = v.id;
+  state.all.set(v.id, v);
+  refilter();
+  if (!state.selected) state.selected = defaultSelection();
   drawList();
   if (v.id === state.selected) {
     if (state.detail && state.detail.session.id === v.id) {
@@ -349,10 +623,24 @@ function connect() {
     void loadList().then(loadDetail).catch(showError);
   });
   es.addEventListener('transition', (e) => onTransition(JSON.parse(e.data)));
+  es.addEventListener('order', (e) => {
+    const ev = JSON.parse(e.data);
+    if (ev.sessionId === state.selected) scheduleDetail();
+  });
   es.addEventListener('error', () => {
     badge.textContent = 'reconnecting…';
     badge.className = 'live off';
   });
+}
+
+// Order updates can come in bursts: re-read the selected session's book at most every 300 ms.
+let detailTimer;
+function scheduleDetail() {
+  if (detailTimer) return;
+  detailTimer = setTimeout(() => {
+    detailTimer = undefined;
+    void loadDetail();
+  }, 300);
 }
 
 function showError(err) {
@@ -364,8 +652,35 @@ async function init() {
   form.addEventListener('change', () => {
     state.filters.status = form.elements.status.value;
     state.filters.kind = form.elements.kind.value;
-    void loadList().then(drawChart).catch(showError);
+    refilter();
+    drawList();
   });
+  document.getElementById('orders-newer').addEventListener('click', () => {
+    state.ordersOffset = Math.max(0, state.ordersOffset - PAGE);
+    void loadDetail();
+  });
+  document.getElementById('orders-older').addEventListener('click', () => {
+    state.ordersOffset += PAGE;
+    void loadDetail();
+  });
+  document.getElementById('chart-symbol').addEventListener('change', (e) => {
+    state.chartSymbol = e.target.value;
+    void loadDetail();
+  });
+  for (const b of document.querySelectorAll('#controls button[data-command]')) b.addEventListener('click', () => command(b.dataset.command));
+  document.getElementById('kill-switch').addEventListener('click', () => killSwitch());
+  document.getElementById('unlock').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const token = e.target.elements.token.value.trim();
+    if (!token) return;
+    state.token = token;
+    sessionStorage.setItem('sessiond-token', token);
+    e.target.reset();
+    drawAccess();
+    void loadDetail();
+  });
+  state.ui = await getJson('/api/ui').catch(() => ({ writable: false, tokenRequired: false }));
+  drawAccess();
   window.addEventListener('hashchange', () => {
     const id = decodeURIComponent(location.hash.replace(/^#/, ''));
     if (id && id !== state.selected) select(id);
