@@ -85,7 +85,7 @@ export async function createTradingServices(options: CreateTradingServicesOption
   const paper = new PaperBroker(db, { ...config.paperBroker });
   const brokers = new BrokerRegistry().register(paper);
   // Live venues from config.brokers (credentials from the environment; never logged).
-  const venues: VenueBroker[] = createVenueBrokers(config.brokers ?? {}, db, { env: options.env ?? process.env, logger });
+  const venues: VenueBroker[] = await createVenueBrokers(config.brokers ?? {}, db, { env: options.env ?? process.env, logger });
   for (const v of venues) brokers.register(v);
   const orders = new SqliteOrderRepository(db);
   const runnerStates = new SqliteRunnerStateRepository(db);

@@ -1,4 +1,11 @@
-import ccxt, { type Exchange } from 'ccxt';
+import type { Exchange } from 'ccxt';
+
+/** The ccxt module (its default export). Loaded on demand: importing ccxt costs seconds at start. */
+export type CcxtModule = (typeof import('ccxt'))['default'];
+
+export async function loadCcxt(): Promise<CcxtModule> {
+  return (await import('ccxt')).default;
+}
 import type { Bar } from '../../domain/market.js';
 import { VenueError, type MarketRules, type VenueBalance, type VenueClient, type VenueOrder, type VenuePlaceRequest, type VenueTrade } from '../venue/venue-client.js';
 import { CcxtMarketSchema, CcxtOhlcvSchema, CcxtOrderSchema, CcxtTradeSchema, parseWire, type CcxtOrder, type CcxtTrade } from './ccxt-schemas.js';
@@ -25,7 +32,7 @@ const SPOT_ONLY: Record<string, Record<string, unknown>> = {
 type ExchangeClass = new (config: Record<string, unknown>) => Exchange;
 
 /** Builds the ccxt instance: credentials, rate limiter on, sandbox, then `options` and `urls` from config. */
-export function createCcxtExchange(c: CcxtClientConfig): Exchange {
+export function createCcxtExchange(ccxt: CcxtModule, c: CcxtClientConfig): Exchange {
   const Ctor = (ccxt as unknown as Record<string, ExchangeClass | undefined>)[c.exchange];
   if (typeof Ctor !== 'function' || !ccxt.exchanges.includes(c.exchange)) throw new Error(`ccxt has no exchange ${c.exchange}`);
   const ex = new Ctor({ apiKey: c.apiKey, secret: c.secret, ...(c.password !== undefined ? { password: c.password } : {}), enableRateLimit: true });
@@ -40,7 +47,10 @@ export function createCcxtExchange(c: CcxtClientConfig): Exchange {
 export class CcxtVenueClient implements VenueClient {
   readonly venue: string;
 
-  constructor(private readonly ex: Exchange) {
+  constructor(
+    private readonly ex: Exchange,
+    private readonly ccxt: CcxtModule,
+  ) {
     this.venue = ex.id;
   }
 
@@ -176,13 +186,13 @@ export class CcxtVenueClient implements VenueClient {
     try {
       return await fn();
     } catch (err) {
-      throw classifyCcxtError(err, write);
+      throw classifyCcxtError(this.ccxt, err, write);
     }
   }
 }
 
 /** ccxt's error classes -> VenueError kinds (see the ccxt error hierarchy and TOOLCHAIN.md). */
-export function classifyCcxtError(err: unknown, write: boolean): VenueError {
+export function classifyCcxtError(ccxt: CcxtModule, err: unknown, write: boolean): VenueError {
   const msg = err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err);
   if (err instanceof VenueError) return err;
   if (err instanceof ccxt.DuplicateOrderId || (err instanceof ccxt.InvalidOrder && /Duplicate order sent|-2010.*[Dd]uplicate/.test(String((err as Error).message)))) {
