@@ -38,7 +38,7 @@ test.serial('a live session trades end to end on the Alpaca emulator after passi
   const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
   try {
     const params = { qty: 3.7 };
-    await passPrerequisites(rig.manager, 'test-venue-buyer', params, 'MSFT');
+    await passPrerequisites(rig, 'test-venue-buyer', params, 'MSFT');
     const bad = await t.throwsAsync(rig.manager.startSession(LIVE('live-bad', 'NOPE', params)));
     t.is((bad as SessiondError).code, 'VALIDATION_ERROR');
     t.regex((bad as Error).message, /symbol NOPE is not a market of broker ap/);
@@ -72,7 +72,7 @@ test.serial('Alpaca: accept-then-timeout ends with exactly one order at the venu
   const rig = await rigOn(em, join(tempDir(), 'sessiond.db'), 300);
   try {
     const params = { qty: 2 };
-    await passPrerequisites(rig.manager, 'test-venue-buyer', params, 'AAPL');
+    await passPrerequisites(rig, 'test-venue-buyer', params, 'AAPL');
     await rig.manager.startSession(LIVE('live-t', 'AAPL', params));
     const order = await until('the order resolved to the venue state', () => ordersOf(rig, 'live-t').find((o) => o.status === 'filled'));
     const history = rig.services.orders.history(order.clientOrderId).map((h) => h.status);

@@ -41,7 +41,7 @@ test.serial('a live session trades end to end on the Binance emulator after pass
     // Without prerequisites the live start is refused.
     const refused = await t.throwsAsync(rig.manager.startSession(LIVE('live-early')));
     t.is((refused as SessiondError).code, 'PREREQUISITES_NOT_MET');
-    await passPrerequisites(rig.manager, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
     // A symbol the venue does not list: VALIDATION_ERROR naming it, nothing created.
     const bad = await t.throwsAsync(rig.manager.startSession({ ...LIVE('live-bad'), symbols: ['DOGE/EUR'] }));
     t.is((bad as SessiondError).code, 'VALIDATION_ERROR');
@@ -84,7 +84,7 @@ test.serial('an order under the venue minimum is refused with RISK_LIMIT and nev
   const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
   try {
     const params = { qty: 0.00005 }; // 0.00005 x ~50,000 = ~2.5 USDT, under NOTIONAL 5
-    await passPrerequisites(rig.manager, 'test-venue-buyer', params, 'BTC/USDT');
+    await passPrerequisites(rig, 'test-venue-buyer', params, 'BTC/USDT');
     await rig.manager.startSession(LIVE('live-small', params));
     const order = await until('the order refused', () => ordersOf(rig, 'live-small').find((o) => o.status === 'rejected'));
     t.regex(order.reason ?? '', /^RISK_LIMIT: cost [\d.]+ is under the venue's minimum cost 5 for BTC\/USDT$/);
@@ -101,7 +101,7 @@ test.serial('accept-then-timeout ends with exactly one order at the venue and th
   em.inject({ match: 'POST /api/v3/order', kind: 'accept-then-timeout' });
   const rig = await rigOn(em, join(tempDir(), 'sessiond.db'), { timeoutMs: 300 });
   try {
-    await passPrerequisites(rig.manager, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
     await rig.manager.startSession(LIVE('live-timeout'));
     const order = await until('the order resolved to the venue state', () => ordersOf(rig, 'live-timeout').find((o) => o.status === 'filled'));
     const history = rig.services.orders.history(order.clientOrderId).map((h) => h.status);
@@ -120,7 +120,7 @@ test.serial('a planted position difference pauses the session with the reason', 
   await em.start();
   const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
   try {
-    await passPrerequisites(rig.manager, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
     await rig.manager.startSession(LIVE('live-mismatch'));
     await until('a fill', () => rig.services.orders.listFills('live-mismatch').length === 1);
     const local = rig.services.orders.positions('live-mismatch')[0]!.qty;
@@ -143,7 +143,7 @@ test.serial('a venue down at start pauses only its sessions', async (t) => {
   const file = join(tempDir(), 'sessiond.db');
   let rig = await rigOn(em, file);
   try {
-    await passPrerequisites(rig.manager, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
     await rig.manager.startSession(LIVE('live-down'));
     await rig.manager.startSession({ id: 'paper-up', kind: 'paper', strategy: { id: 'sma-crossover' }, symbols: ['AAA'], feed: { type: 'synthetic', seed: 2, intervalMs: 20 } });
     await until('a fill', () => rig.services.orders.listFills('live-down').length === 1);

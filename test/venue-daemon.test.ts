@@ -8,7 +8,7 @@ import { BinanceEmulator } from './emulators/binance/binance-emulator.js';
 import { daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis } from './helpers/redis.js';
 import { untilWithin } from './helpers/until.js';
-import { VENUE_BUYER } from './helpers/venues.js';
+import { VENUE_BUYER, writeBars } from './helpers/venues.js';
 
 const until = untilWithin(30_000, { pollMs: 50, retryOnError: true });
 const KEY = 'daemon-key-7c1e9a2b4d6f8h0j';
@@ -39,6 +39,7 @@ test('a daemon SIGKILLed between submit and ack restarts with no duplicate at th
     JSON.stringify({
       http: { enabled: true, host: '127.0.0.1', port: 0 },
       strategies: { modules: [VENUE_BUYER] },
+      marketData: { dirs: [dir], maxFileBytes: 1_000_000 },
       prerequisites: { backtest: { minReturnPct: -100, maxDrawdownPct: 100, minSharpe: -100, minTrades: 0 }, paper: { minRunSeconds: 0, minReturnPct: -100, maxDrawdownPct: 100 } },
       // The submit's answer is held by the emulator: a long client timeout keeps the daemon waiting for it.
       brokers: { bn: { type: 'ccxt', exchange: 'binance', apiKeyEnv: 'BN_KEY', secretEnv: 'BN_SECRET', urls: em.ccxtUrls, timeoutMs: 60_000 } },
@@ -61,7 +62,7 @@ test('a daemon SIGKILLed between submit and ack restarts with no duplicate at th
   const views: unknown[] = [];
   try {
     let d = await spawn();
-    views.push(await client.submit('record-backtest', { strategyId: 'test-venue-buyer', params, metrics: { returnPct: 1, maxDrawdownPct: 1, sharpe: 1, trades: 1 } }));
+    views.push(await client.submit('backtest', { strategyId: 'test-venue-buyer', params, data: writeBars(join(dir, 'bars.csv'), 'BTC/USDT', 50_000) }));
     views.push(await client.submit('start', { id: 'paper-1', kind: 'paper', strategy: { id: 'test-venue-buyer', params }, symbols: ['BTC/USDT'], feed: { type: 'synthetic', intervalMs: 20, startPrice: 100 } }));
     views.push(await client.submit('stop', { sessionId: 'paper-1' }));
     em.inject({ match: 'POST /api/v3/order', kind: 'accept-then-timeout' });
