@@ -5,7 +5,42 @@ import type { Fill, Order, Position } from '../domain/order.js';
 export type BrokerOrderRequest = Pick<
   Order,
   'clientOrderId' | 'sessionId' | 'accountId' | 'symbol' | 'side' | 'qty' | 'type' | 'limitPrice'
->;
+> & {
+  /** The last price the session saw: live brokers check a market order's cost against the venue's minimum. */
+  refPrice?: number | undefined;
+};
+
+export interface BrokerSubmitOptions {
+  /**
+   * The order may already be at the broker (found `new` after a restart, or a resubmit): a live broker looks
+   * it up by client order id before sending anything. @defaultValue false
+   */
+  maybePlaced?: boolean;
+}
+
+/** An order's state at a live venue and the fills of it the venue reports (all of them; recorded once by id). */
+export interface BrokerOrderUpdate {
+  order: Order;
+  brokerOrderId?: string | undefined;
+  fills: Fill[];
+}
+
+/** An open order at a live venue that carries this daemon's client-id prefix. */
+export interface BrokerOpenOrder {
+  /** The internal id when SQLite knows the order (through the venue id stored beside it). */
+  clientOrderId?: string | undefined;
+  venueClientOrderId: string;
+  brokerOrderId: string;
+  /** The session part of the venue id (attributes an order SQLite never recorded). */
+  sessionTag: string;
+  symbol: string;
+  side: Order['side'];
+  type: Order['type'];
+  qty: number;
+  limitPrice?: number | undefined;
+  status: Order['status'];
+  filledQty: number;
+}
 
 export interface BrokerOrderAck {
   /** The broker's view of the order after the submit: `accepted`, or `rejected` with a reason. */
@@ -16,6 +51,8 @@ export interface BrokerOrderAck {
    * one (possibly filled by now). Resubmitting after a crash is therefore safe.
    */
   duplicate: boolean;
+  /** Fills the broker reported with its answer (a market order filled at once); recorded once by id. */
+  fills?: Fill[] | undefined;
 }
 
 /** One fill and the order as it stands after it. */
@@ -57,7 +94,11 @@ export interface Broker {
   readonly id: string;
   /** True for brokers that fill against the bars passed to `onBar` instead of a market. */
   readonly simulated: boolean;
-  submit(order: BrokerOrderRequest): Promise<BrokerOrderAck>;
+  /**
+   * Live brokers never throw for an outcome they did not see: they answer status `unknown`. They throw only
+   * when nothing was sent (e.g. the venue's markets could not be loaded).
+   */
+  submit(order: BrokerOrderRequest, options?: BrokerSubmitOptions): Promise<BrokerOrderAck>;
   /**
    * Cancels an open order and returns it as `cancelled`. An order already done (filled, cancelled, rejected)
    * is returned unchanged; an unknown one gives undefined.
@@ -77,6 +118,19 @@ export interface Broker {
    * strategy decided on that bar, so they fill on the next one.
    */
   onBar?(bar: Bar, scope?: string): Promise<BrokerBarEvent[]>;
+  /** Live brokers: reaches the venue and loads its markets; throws when it cannot be reached. */
+  connect?(): Promise<void>;
+  /** Live brokers: every symbol must be a market of the venue (VALIDATION_ERROR naming the first that is not). */
+  validateSymbols?(symbols: readonly string[]): Promise<void>;
+  /**
+   * Live brokers: the venue's current state of these orders (open or `unknown` ones) with their fills. An
+   * order the venue says it does not have is left out.
+   */
+  refreshOrders?(orders: readonly Order[]): Promise<BrokerOrderUpdate[]>;
+  /** Live brokers: the venue's open orders in these symbols that carry this daemon's client-id prefix. */
+  openOrders?(symbols: readonly string[]): Promise<BrokerOpenOrder[]>;
+  /** Live brokers: the venue's signed position in each symbol (0 when flat). */
+  venuePositions?(symbols: readonly string[]): Promise<Map<string, number>>;
   /** Releases what the adapter holds; idempotent. */
   close?(): Promise<void>;
 }

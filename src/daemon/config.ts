@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { NOTIFY_EVENTS } from '../notify/events.js';
+import { BrokersConfigSchema, MissingCredentialError, checkBrokerCredentials } from '../brokers/broker-config.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().finite().min(0);
@@ -82,6 +83,8 @@ export const ConfigSchema = z
         backoffMs: positiveInt,
       })
       .strict(),
+    brokers: BrokersConfigSchema,
+    reconcile: z.object({ intervalMs: z.number().int().min(0), unknownTimeoutMs: positiveInt }).strict().default({ intervalMs: 30_000, unknownTimeoutMs: 60_000 }),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -199,6 +202,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, defaultFile = D
       return `${key}: ${i.message}${source ? ` (from env ${source})` : ''}`;
     });
     throw new ConfigError(`invalid config: ${lines.join('; ')}`);
+  }
+  try {
+    // Credentials only from the environment: a missing one stops the daemon at start, naming the variable.
+    checkBrokerCredentials(result.data.brokers, env);
+  } catch (err) {
+    if (err instanceof MissingCredentialError) throw new ConfigError(`invalid config: brokers.${err.brokerId}: ${err.message}`);
+    throw err;
   }
   return deepFreeze(result.data);
 }

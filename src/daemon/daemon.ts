@@ -27,6 +27,8 @@ export interface RunnerMetrics {
   runnerStep(sessionId?: string): void;
   runnerFailure(kind: string): void;
   barToOrder(ms: number): void;
+  /** A position still differing from its venue after reconciliation (the session is paused). */
+  reconcileMismatch?(brokerId: string): void;
   setPoolStatsSource(fn: () => { utilization: number; threads: number; queueSize: number }): void;
   /** An order changed status (orders-by-status metrics, live events, alerts on rejection). */
   orderUpdate?(e: { sessionId: string; clientOrderId: string; status: string }): void;
@@ -42,6 +44,8 @@ export interface TradingWiring {
   /** Called once the manager exists (runners report failures back to it). */
   attach?(manager: SessionManager): void;
   close?(): Promise<void>;
+  /** After every session is recovered, before commands are consumed and READY (live venues' reconciliation). */
+  afterRecover?(): Promise<void>;
 }
 
 export interface DaemonHooks {
@@ -150,6 +154,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     });
     const { recovered, ms } = await manager.recover();
     logger.info({ recovered, ms: Number(ms.toFixed(1)) }, 'sessions recovered');
+    await trading.afterRecover?.();
 
     const consumer = new CommandConsumer(manager, {
       connection: redis,

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { BrokerRegistry } from '../brokers/broker-registry.js';
 import { PaperBroker } from '../brokers/paper-broker.js';
+import { createVenueBrokers } from '../brokers/broker-factory.js';
+import type { VenueBroker } from '../brokers/venue/venue-broker.js';
 import { createBacktestHandler } from '../commands/backtest-command.js';
 import type { CommandHandler } from '../commands/command-consumer.js';
 import { InternalError, ValidationError } from '../domain/errors.js';
@@ -45,6 +47,8 @@ export interface TradingServices {
   runnerStates: SqliteRunnerStateRepository;
   runners: RunnerService;
   strategies: StrategyDirectory;
+  /** The live venue brokers from config.brokers. */
+  venues: VenueBroker[];
   /** The bar files commands may name (replay feeds, backtests): config.marketData. */
   barFiles: BarFiles;
   /** Closes the runners, the pool and the broker (not the database). Idempotent. */
@@ -55,7 +59,9 @@ export interface CreateTradingServicesOptions {
   db: Db;
   store: Pick<SqliteSessionStore, 'get' | 'updatePositions'>;
   /** Without `marketData`, bar files are read from ./data/bars with the default size limit. */
-  config: Pick<Config, 'runners' | 'strategies' | 'paperBroker'> & Partial<Pick<Config, 'marketData'>>;
+  config: Pick<Config, 'runners' | 'strategies' | 'paperBroker'> & Partial<Pick<Config, 'marketData' | 'brokers' | 'reconcile'>>;
+  /** Where venue credentials are read from. @defaultValue process.env */
+  env?: NodeJS.ProcessEnv;
   logger?: RunnerLogger | undefined;
   /** Overrides of the runner service's options (tests, benchmarks). */
   runnerOptions?: Partial<Omit<RunnerServiceOptions, 'sessions' | 'pool' | 'strategies' | 'brokers' | 'orders' | 'runnerStates'>>;
@@ -78,6 +84,9 @@ export async function createTradingServices(options: CreateTradingServicesOption
   });
   const paper = new PaperBroker(db, { ...config.paperBroker });
   const brokers = new BrokerRegistry().register(paper);
+  // Live venues from config.brokers (credentials from the environment; never logged).
+  const venues: VenueBroker[] = await createVenueBrokers(config.brokers ?? {}, db, { env: options.env ?? process.env, logger });
+  for (const v of venues) brokers.register(v);
   const orders = new SqliteOrderRepository(db);
   const runnerStates = new SqliteRunnerStateRepository(db);
   const barFiles = new BarFiles(config.marketData === undefined ? {} : { dirs: config.marketData.dirs, maxFileBytes: config.marketData.maxFileBytes });
@@ -99,6 +108,7 @@ export async function createTradingServices(options: CreateTradingServicesOption
     initialEquity: config.paperBroker.initialCash,
     barFiles,
     logger,
+    ...(config.reconcile !== undefined ? { reconcileIntervalMs: config.reconcile.intervalMs, unknownTimeoutMs: config.reconcile.unknownTimeoutMs } : {}),
     ...options.runnerOptions,
   });
   let closing: Promise<void> | undefined;
@@ -111,12 +121,14 @@ export async function createTradingServices(options: CreateTradingServicesOption
     runnerStates,
     runners,
     strategies: strategyDirectory(catalog),
+    venues,
     barFiles,
     close() {
       closing ??= (async () => {
         await runners.close();
         await pool.close();
         await paper.close();
+        for (const v of venues) await v.close();
       })();
       return closing;
     },
@@ -184,6 +196,7 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
               if (e.latencyMs !== undefined) metrics.barToOrder(e.latencyMs);
               metrics.orderUpdate?.(e);
             },
+      onReconcileMismatch: metrics === undefined ? undefined : (brokerId) => metrics.reconcileMismatch?.(brokerId),
     },
   });
   metrics?.setPoolStatsSource(() => services.pool.stats());
@@ -208,5 +221,9 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
       services.runners.attach(m);
     },
     close: () => services.close(),
+    // Before READY: live sessions' books brought to their venues' truth (or paused).
+    afterRecover: async () => {
+      if (services.venues.length > 0) await services.runners.reconcileVenues();
+    },
   };
 };

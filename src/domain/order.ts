@@ -9,6 +9,11 @@ export const ORDER_STATUSES = [
   'cancelled',
   'rejected',
   'expired',
+  // Live venues: a submit whose outcome was not seen (timeout, reset, 5xx after the request left). Only the
+  // venue's answer to a lookup by client order id moves it on.
+  'unknown',
+  // Found at the venue with this daemon's client-id prefix but never recorded here (reconciliation).
+  'external',
 ] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
 

@@ -72,6 +72,7 @@ export class Metrics {
   private readonly commandSeconds: Histogram<'command'>;
   private readonly transitions: Counter<'from' | 'to' | 'event'>;
   private readonly runnerSteps: Counter;
+  private readonly reconcileMismatches: Counter<'broker'>;
   private readonly runnerFailures: Counter<'kind'>;
   private readonly sqliteWriteSeconds: Histogram;
   private readonly barToOrderSeconds: Histogram;
@@ -150,6 +151,12 @@ export class Metrics {
       registers,
     });
     this.runnerSteps = new Counter({ name: 'sessiond_runner_steps_total', help: 'Runner steps evaluated (all sessions)', registers });
+    this.reconcileMismatches = new Counter({
+      name: 'sessiond_reconcile_mismatches_total',
+      help: 'Positions still differing from the venue after reconciliation (each pauses the sessions holding the symbol)',
+      labelNames: ['broker'],
+      registers,
+    });
     this.runnerFailures = new Counter({
       name: 'sessiond_runner_failures_total',
       help: 'Runner failures by kind (threw, exited, timeout, broker, gave_up, ...)',
@@ -330,6 +337,10 @@ export class Metrics {
   /** A placed order's bar-to-acknowledgement latency. */
   barToOrder(ms: number): void {
     this.barToOrderSeconds.observe(ms / 1000);
+  }
+
+  reconcileMismatch(brokerId: string): void {
+    this.reconcileMismatches.inc({ broker: brokerId });
   }
 
   runnerStep(_sessionId?: string): void {

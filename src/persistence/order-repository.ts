@@ -1,7 +1,7 @@
 import type { Fill, Order, OrderStatus, Position } from '../domain/order.js';
 
 /** Statuses that count against maxOpenOrders and can still change. */
-export const OPEN_ORDER_STATUSES = ['new', 'accepted', 'partially_filled', 'pending_approval'] as const satisfies readonly OrderStatus[];
+export const OPEN_ORDER_STATUSES = ['new', 'accepted', 'partially_filled', 'pending_approval', 'unknown'] as const satisfies readonly OrderStatus[];
 
 /** An order as the session's book keeps it: the domain order plus what only persistence needs. */
 export interface StoredOrder extends Order {

@@ -1,4 +1,4 @@
-import type { BrokerBarEvent, BrokerOrderAck } from '../brokers/broker.js';
+import type { BrokerBarEvent, BrokerOrderAck, BrokerOrderUpdate, BrokerSubmitOptions } from '../brokers/broker.js';
 import { ErrorCode, RiskLimitError, SessiondError, ValidationError } from '../domain/errors.js';
 import type { Signal } from '../domain/market.js';
 import type { Fill, Order, OrderStatus } from '../domain/order.js';
@@ -27,7 +27,13 @@ export interface OrderRouterDeps {
   onOrder?: ((event: OrderEvent) => void) | undefined;
 }
 
-const UNACKED_OR_OPEN = ['new', 'accepted', 'partially_filled'] as const satisfies readonly OrderStatus[];
+const UNACKED_OR_OPEN = ['new', 'accepted', 'partially_filled', 'unknown'] as const satisfies readonly OrderStatus[];
+
+/** Open at a live venue: what a step asks the venue about. */
+export const VENUE_OPEN = ['accepted', 'partially_filled', 'unknown'] as const satisfies readonly OrderStatus[];
+
+/** The reason an `unknown` order ends `rejected` with: the venue had no such order within the time allowed. */
+export const NO_SUCH_ORDER = 'venue_no_such_order';
 
 /** `INVALID_TRANSITION: order <id> is <status>; cannot <command>`. */
 function orderTransitionError(clientOrderId: string, status: string, command: string): SessiondError {
@@ -127,8 +133,8 @@ export class OrderRouter {
   }
 
   /** Sends a `new` order (again: idempotent by clientOrderId) and records the broker's answer. */
-  async submit(r: SessionRunner, order: StoredOrder, dueAt?: number): Promise<StoredOrder> {
-    const ack = await r.broker.submit(order);
+  async submit(r: SessionRunner, order: StoredOrder, dueAt?: number, options?: BrokerSubmitOptions): Promise<StoredOrder> {
+    const ack = await r.broker.submit({ ...order, refPrice: r.record.lastPrices[order.symbol] }, options);
     const updated = this.acknowledge(r, order, ack, dueAt);
     if (ack.duplicate && ack.order.filledQty > 0) await this.syncFills(r, order.clientOrderId);
     return this.d.orders.getByClientId(order.clientOrderId) ?? updated;
@@ -141,6 +147,7 @@ export class OrderRouter {
   acknowledge(r: SessionRunner, order: StoredOrder, ack: BrokerOrderAck, dueAt?: number): StoredOrder {
     const updated = this.merge(order, ack.order, ack.brokerOrderId);
     this.d.orders.save(updated);
+    if (ack.fills !== undefined && ack.fills.length > 0) this.recordFills(r, ack.fills);
     this.d.onOrder?.({
       sessionId: r.id,
       clientOrderId: order.clientOrderId,
@@ -238,7 +245,12 @@ export class OrderRouter {
   async reconcile(r: SessionRunner): Promise<void> {
     for (const o of this.d.orders.listBySession(r.id, { status: UNACKED_OR_OPEN })) {
       if (o.status === 'new') {
-        await this.submit(r, o);
+        // A live venue may have it (sent before a crash, answer lost): it is looked up before any send.
+        await this.submit(r, o, undefined, r.broker.simulated ? undefined : { maybePlaced: true });
+        continue;
+      }
+      if (o.status === 'unknown') {
+        await this.resolveUnknown(r, [o], Number.POSITIVE_INFINITY);
         continue;
       }
       const atBroker = await r.broker.getOrder(o.clientOrderId);
@@ -249,6 +261,11 @@ export class OrderRouter {
         this.d.orders.save(this.merge(current, atBroker, current.brokerOrderId));
       }
     }
+    this.rebuildPositions(r);
+  }
+
+  /** Positions from the recorded fills, marked at the last prices the session saw. */
+  rebuildPositions(r: SessionRunner): void {
     const positions = applyFills(this.d.orders.listFills(r.id)).map((p) => {
       const last = r.record.lastPrices[p.symbol];
       return last !== undefined && last > 0 ? markPosition(p, last) : p;
@@ -305,7 +322,11 @@ export class OrderRouter {
 
   /** Fills of one order the broker has and the book may not: recorded once, positions moved for new ones. */
   async syncFills(r: SessionRunner, clientOrderId: string): Promise<void> {
-    const fills = await r.broker.listFills({ clientOrderId });
+    this.recordFills(r, await r.broker.listFills({ clientOrderId }));
+  }
+
+  /** Records fills once by id (venue trade ids); positions move only for the new ones. */
+  recordFills(r: SessionRunner, fills: readonly Fill[]): void {
     const at = this.iso();
     let moved = false;
     this.d.orders.transaction(() => {
@@ -314,6 +335,44 @@ export class OrderRouter {
     });
     // Equity is marked once per step at the closes (RunnerService), never here at a fill price.
     if (moved) this.publishPositions(r, at);
+  }
+
+  /**
+   * A live venue's answer about orders (refreshOrders): each order takes the venue's state and its fills are
+   * recorded once. An order the book had given up on (`rejected` as no such order) that shows up after all is
+   * adopted with the venue's state, never placed again.
+   */
+  applyUpdates(r: SessionRunner, updates: readonly BrokerOrderUpdate[]): void {
+    if (updates.length === 0) return;
+    const at = this.iso();
+    this.d.orders.transaction(() => {
+      for (const u of updates) {
+        const stored = this.d.orders.getByClientId(u.order.clientOrderId);
+        if (stored === undefined || stored.sessionId !== r.id) continue;
+        this.recordFills(r, u.fills);
+        const merged = this.merge(stored, u.order, u.brokerOrderId ?? stored.brokerOrderId, at);
+        if (stored.status === 'unknown' || stored.reason?.startsWith(NO_SUCH_ORDER)) merged.reason = `adopted from the venue (was ${stored.status}${stored.reason ? `: ${stored.reason}` : ''})`;
+        if (merged.status !== stored.status || merged.filledQty !== stored.filledQty || merged.brokerOrderId !== stored.brokerOrderId) this.record(merged);
+      }
+    });
+  }
+
+  /**
+   * `unknown` orders: asks the venue by client order id. Found: the venue's state (and fills). Not found and
+   * older than `timeoutMs`: `rejected` with reason `venue_no_such_order: ...`. Otherwise left `unknown`.
+   */
+  async resolveUnknown(r: SessionRunner, orders: readonly StoredOrder[], timeoutMs: number): Promise<void> {
+    if (orders.length === 0 || r.broker.refreshOrders === undefined) return;
+    const updates = await r.broker.refreshOrders(orders);
+    this.applyUpdates(r, updates);
+    const found = new Set(updates.map((u) => u.order.clientOrderId));
+    const now = this.d.now().getTime();
+    for (const o of orders) {
+      if (found.has(o.clientOrderId) || o.status !== 'unknown') continue;
+      const age = now - Date.parse(o.createdAt);
+      if (age <= timeoutMs) continue;
+      this.record({ ...o, status: 'rejected', reason: `${NO_SUCH_ORDER}: the venue has no order ${o.clientOrderId} ${Math.round(age)} ms after the submit (${o.reason ?? 'outcome unknown'})`, updatedAt: this.iso() });
+    }
   }
 
   /**
@@ -342,7 +401,7 @@ export class OrderRouter {
     const o: StoredOrder = { ...stored, status: atBroker.status, filledQty: atBroker.filledQty, updatedAt: at };
     if (atBroker.avgFillPrice !== undefined) o.avgFillPrice = atBroker.avgFillPrice;
     if (atBroker.reason !== undefined) o.reason = atBroker.reason;
-    if (brokerOrderId !== undefined) o.brokerOrderId = brokerOrderId;
+    if (brokerOrderId !== undefined && brokerOrderId !== '') o.brokerOrderId = brokerOrderId;
     return o;
   }
 

@@ -19,7 +19,8 @@ import type { StoredSession } from '../persistence/ports.js';
 import type { EquityPoint, RunnerStateRecord, RunnerStateRepository, SignalRecord } from '../persistence/runner-state-repository.js';
 import type { PerformanceSource, SessionPerformance, SessionRunnerPort } from '../sessions/ports.js';
 import type { AnyStrategyDefinition, JsonValue, StrategyParams } from '../strategies/strategy-api.js';
-import { OrderRouter, type OrderEvent } from './order-router.js';
+import { OrderRouter, VENUE_OPEN, type OrderEvent } from './order-router.js';
+import { Reconciler, type ReconcileReport } from './reconciler.js';
 import { sessionBook } from './session-book.js';
 import { SessionRunner } from './session-runner.js';
 import { StepScheduler } from './step-scheduler.js';
@@ -30,6 +31,8 @@ export interface RunnerHost {
   handleRunnerFailure(id: string, error: string): Promise<unknown>;
   handleRiskBreach(id: string, reason: string): Promise<unknown>;
   stopSession(id: string, reason?: string, ctx?: { source?: string }): Promise<unknown>;
+  /** Reconciliation pauses live sessions (venue_unreachable, reconcile_mismatch: ...). */
+  pauseSession?(id: string, reason?: string, ctx?: { source?: string }): Promise<unknown>;
 }
 
 /** The part of StrategyPool the runners use. */
@@ -119,6 +122,12 @@ export interface RunnerServiceOptions {
   logger?: RunnerLogger | undefined;
   onOrder?: ((event: OrderEvent) => void) | undefined;
   onStep?: ((event: StepEvent) => void) | undefined;
+  /** Live venues: time between two reconciliation passes (0: only at start). @defaultValue 30000 */
+  reconcileIntervalMs?: number;
+  /** Live venues: how long an `unknown` order may stay unfound at the venue before it is `rejected`. @defaultValue 60000 */
+  unknownTimeoutMs?: number;
+  onReconcileMismatch?: ((brokerId: string, symbol: string) => void) | undefined;
+  onExternalOrder?: ((brokerId: string, order: StoredOrder) => void) | undefined;
 }
 
 export const DEFAULT_RUNNER_SERVICE_OPTIONS = Object.freeze({
@@ -133,6 +142,8 @@ export const DEFAULT_RUNNER_SERVICE_OPTIONS = Object.freeze({
   equitySampleMs: 60_000,
   markPersistMs: 1000,
   stateCommitMs: 0,
+  reconcileIntervalMs: 30_000,
+  unknownTimeoutMs: 60_000,
 });
 
 export interface RunnerServiceStats {
@@ -178,8 +189,8 @@ interface Prepared {
  * runners.attach(manager);
  */
 export class RunnerService implements SessionRunnerPort, PerformanceSource {
-  private readonly o: Readonly<Required<Omit<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'storage'>>> &
-    Pick<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'storage'>;
+  private readonly o: Readonly<Required<Omit<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'storage' | 'onReconcileMismatch' | 'onExternalOrder'>>> &
+    Pick<RunnerServiceOptions, 'logger' | 'onOrder' | 'onStep' | 'storage' | 'onReconcileMismatch' | 'onExternalOrder'>;
   /** Sessions whose runner is held because SQLite could not write; rebuilt from SQLite once it can. */
   private readonly held = new Set<string>();
   private releaseScheduled = false;
@@ -192,6 +203,10 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   private readonly applyQueue: { prepared: Prepared[]; outcomes: BatchStepOutcome[]; resolve: () => void }[] = [];
   private applyScheduled = false;
   private readonly expiryTimer: NodeJS.Timeout;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private readonly reconciler: Reconciler;
+  /** `unknown` orders: when to ask the venue next, and the wait after that (backoff). */
+  private readonly unknownBackoff = new Map<string, { next: number; wait: number }>();
   private host: RunnerHost | undefined;
   private closing: Promise<void> | undefined;
   private counters = { steps: 0, failedSteps: 0, batches: 0, ordersPlaced: 0 };
@@ -222,6 +237,15 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     const sweepMs = Math.min(1000, Math.max(20, Math.floor(o.approvalTtlMs / 4)));
     this.expiryTimer = setInterval(() => this.expireApprovals(), sweepMs);
     this.expiryTimer.unref();
+    this.reconciler = new Reconciler({
+      router: this.router,
+      orders: o.orders,
+      unknownTimeoutMs: o.unknownTimeoutMs,
+      now: o.now,
+      logger: o.logger,
+      onMismatch: o.onReconcileMismatch,
+      onExternal: o.onExternalOrder,
+    });
   }
 
   /** Where failures and risk breaches go (the SessionManager); also finishes stops a crash interrupted. */
@@ -247,7 +271,9 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
    * data directories, not a regular file, too large) or a backtest would refuse (a bad row, a duplicate or
    * out-of-order bar, no bars, a missing symbol) rejects the `start` with VALIDATION_ERROR (file and line).
    */
-  async checkStart(config: Pick<Session, 'id' | 'feed' | 'symbols'>): Promise<void> {
+  async checkStart(config: Pick<Session, 'id' | 'feed' | 'symbols'> & { brokerId?: string }): Promise<void> {
+    // A live venue's session trades only the venue's markets (VALIDATION_ERROR naming the symbol).
+    if (config.brokerId !== undefined) await this.o.brokers.get(config.brokerId).validateSymbols?.(config.symbols);
     await loadFeed(feedConfigOf(config, this.o.defaultBarIntervalMs), config.symbols, { files: this.o.barFiles, startTime: 0 });
   }
 
@@ -328,13 +354,19 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     if (this.closing !== undefined) return;
     const { r, resumed } = await this.register(session);
     await r.lock(async () => {
-      await this.router.reconcile(r);
+      if (r.broker.simulated) await this.router.reconcile(r);
+      else {
+        // A live venue is asked by reconcileVenues (before READY), which may find it unreachable: here only
+        // the local book is rebuilt, and the runner waits for that pass before it steps.
+        this.router.rebuildPositions(r);
+        r.venueHold = true;
+      }
       if (session.status === 'running') {
         r.status = 'running';
         // The step at the persisted cursor may have been in flight at the crash: run it before skipping ahead.
         r.replayFirst = resumed;
         r.lastDueAt = Date.now() - r.feed.intervalMs;
-        this.schedule(r);
+        if (!r.venueHold) this.schedule(r);
       } else {
         r.status = 'paused';
       }
@@ -346,6 +378,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     this.closing ??= (async () => {
       this.scheduler.close();
       clearInterval(this.expiryTimer);
+      clearInterval(this.reconcileTimer);
       for (const r of this.runners.values()) {
         r.status = 'closed';
         r.epoch++;
@@ -363,6 +396,62 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
       this.runners.clear();
     })();
     return this.closing;
+  }
+
+  // ---- live venues ----
+
+  /**
+   * Reconciles every live session on a venue broker (see Reconciler): at daemon start before READY (runners
+   * restored from a live venue wait for it), then every reconcileIntervalMs. Sessions it pauses stay paused
+   * until an operator resumes them (no automatic resume: the reason may need a human).
+   */
+  async reconcileVenues(): Promise<ReconcileReport> {
+    const runners = [...this.runners.values()].filter((r) => !r.broker.simulated && (r.status === 'running' || r.status === 'paused'));
+    const report = await this.reconciler.run(runners, this.host?.pauseSession === undefined ? undefined : { pauseSession: (id, reason, ctx) => this.host!.pauseSession!(id, reason, ctx) });
+    for (const r of runners) {
+      if (!r.venueHold) continue;
+      r.venueHold = false;
+      if (r.status === 'running') this.schedule(r);
+    }
+    this.o.logger?.info({ ...report, ms: Math.round(report.ms) }, 'venues reconciled');
+    if (this.reconcileTimer === undefined && this.o.reconcileIntervalMs > 0 && this.closing === undefined) {
+      this.reconcileTimer = setInterval(() => {
+        if (this.reconciling) return;
+        this.reconciling = true;
+        void this.reconcileVenues()
+          .catch((err: unknown) => this.o.logger?.error({ err: message(err) }, 'reconciliation failed'))
+          .finally(() => (this.reconciling = false));
+      }, this.o.reconcileIntervalMs);
+      this.reconcileTimer.unref();
+    }
+    return report;
+  }
+
+  private reconciling = false;
+
+  /** A step on a live venue: the venue's state and fills of the session's open and `unknown` orders. */
+  private async pollVenue(r: SessionRunner): Promise<void> {
+    if (r.broker.simulated || r.broker.refreshOrders === undefined) return;
+    const open = this.o.orders.listBySession(r.id, { status: VENUE_OPEN });
+    if (open.length === 0) return;
+    const now = Date.now();
+    const due: StoredOrder[] = [];
+    for (const o of open) {
+      if (o.status !== 'unknown') continue;
+      const b = this.unknownBackoff.get(o.clientOrderId) ?? { next: 0, wait: 200 };
+      if (b.next > now) continue;
+      this.unknownBackoff.set(o.clientOrderId, { next: now + b.wait, wait: Math.min(b.wait * 2, 5000) });
+      due.push(o);
+    }
+    try {
+      const known = open.filter((o) => o.status !== 'unknown');
+      if (known.length > 0) this.router.applyUpdates(r, await r.broker.refreshOrders(known));
+      await this.router.resolveUnknown(r, due, this.o.unknownTimeoutMs);
+      for (const o of due) if (this.o.orders.getByClientId(o.clientOrderId)?.status !== 'unknown') this.unknownBackoff.delete(o.clientOrderId);
+    } catch (err) {
+      // Reads only: the step goes on with the book as recorded; the next step or reconciliation asks again.
+      this.o.logger?.warn({ sessionId: r.id, brokerId: r.broker.id, err: message(err) }, 'venue order refresh failed');
+    }
   }
 
   // ---- approvals (execution mode `confirm`) ----
@@ -523,13 +612,22 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   private dispatch(due: SessionRunner[]): void {
     const ready = due.filter((r) => r.status === 'running' && !r.inFlight);
     const group = this.o.maxBatchSize * 4;
-    for (let i = 0; i < ready.length; i += group) {
-      const p = this.runGroup(ready.slice(i, i + group)).catch((err: unknown) => {
-        // A commit of the group's phase failed: a storage fault holds every runner; anything else is a bug.
-        if (!this.holdForStorage(undefined, err)) this.o.logger?.error({ err: message(err) }, 'runner loop failed');
-      });
-      this.active.add(p);
-      void p.finally(() => this.active.delete(p));
+    // One group per broker: a slow or unreachable venue holds only its own sessions' commits.
+    const byBroker = new Map<string, SessionRunner[]>();
+    for (const r of ready) {
+      const list = byBroker.get(r.broker.id);
+      if (list === undefined) byBroker.set(r.broker.id, [r]);
+      else list.push(r);
+    }
+    for (const list of byBroker.values()) {
+      for (let i = 0; i < list.length; i += group) {
+        const p = this.runGroup(list.slice(i, i + group)).catch((err: unknown) => {
+          // A commit of the group's phase failed: a storage fault holds every runner; anything else is a bug.
+          if (!this.holdForStorage(undefined, err)) this.o.logger?.error({ err: message(err) }, 'runner loop failed');
+        });
+        this.active.add(p);
+        void p.finally(() => this.active.delete(p));
+      }
     }
   }
 
@@ -655,6 +753,8 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
         c.r.observeBar(c.bar);
       });
     });
+    // Live venues: fills and states of open orders, asked before the strategy sees its book.
+    await Promise.all(ready.filter((r) => !r.broker.simulated && !failed.has(r)).map((r) => this.pollVenue(r)));
     const prepared: Prepared[] = [];
     for (const r of ready) {
       if (failed.has(r) || r.status !== 'running') continue;
@@ -710,7 +810,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     });
     // The `new` rows are committed: now the orders may reach the broker.
     this.transact(() => {
-      for (const s of sends) s.ack = s.p.runner.broker.submit(s.order);
+      for (const s of sends) s.ack = s.p.runner.broker.submit({ ...s.order, refPrice: s.p.runner.record.lastPrices[s.order.symbol] });
     });
     const acks = await Promise.allSettled(sends.map((s) => s.ack!));
     const followUps: (() => Promise<void>)[] = [];

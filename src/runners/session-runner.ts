@@ -53,6 +53,8 @@ export class SessionRunner implements Schedulable {
   positionsMarked = false;
   lastEquitySampleAt = -Infinity;
   feedExhausted = false;
+  /** Restored on a live venue: waits for the start's reconciliation before it steps. */
+  venueHold = false;
   readonly positions = new Map<string, Position>();
   #tail: Promise<void> = Promise.resolve();
 

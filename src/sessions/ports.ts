@@ -9,7 +9,7 @@ export interface SessionRunnerPort {
    * Optional: checks a `start`'s config before anything is written (e.g. that its replay file can be read
    * and is valid); a throw rejects the command (VALIDATION_ERROR).
    */
-  checkStart?(config: Pick<Session, 'id' | 'feed' | 'symbols'>): Promise<void>;
+  checkStart?(config: Pick<Session, 'id' | 'feed' | 'symbols'> & { brokerId?: string }): Promise<void>;
   /** The session entered `running` from `created`. */
   start(session: Session): Promise<void>;
   pause(session: Session): Promise<void>;

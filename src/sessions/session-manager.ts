@@ -172,7 +172,7 @@ export class SessionManager {
           }
           if (!this.opts.brokers.has(config.brokerId)) throw new BrokerNotFoundError(config.brokerId);
           // Refused now (file and line), not accepted as running and failed by its runner later.
-          await this.opts.runner.checkStart?.({ id, feed: config.feed, symbols: config.symbols });
+          await this.opts.runner.checkStart?.({ id, feed: config.feed, symbols: config.symbols, brokerId: config.brokerId });
           const at = this.now().toISOString();
           const session: Session = {
             id,

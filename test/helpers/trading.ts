@@ -41,6 +41,10 @@ export interface TradingRigOptions {
   runnerOptions?: CreateTradingServicesOptions['runnerOptions'];
   /** Recover persisted sessions before returning. @defaultValue true */
   recover?: boolean;
+  /** Live venue brokers (config.brokers) and the environment their credentials come from. */
+  brokers?: Config['brokers'];
+  env?: NodeJS.ProcessEnv;
+  reconcile?: Config['reconcile'];
 }
 
 export interface TradingRig {
@@ -64,7 +68,10 @@ export async function buildTradingRig(o: TradingRigOptions): Promise<TradingRig>
       strategies: { modules: o.modules ?? [] },
       paperBroker: { ...TEST_PAPER_BROKER, ...o.paperBroker },
       marketData: { dirs: [dirname(o.file)], maxFileBytes: 64 * 1024 * 1024, ...o.marketData },
+      brokers: o.brokers ?? {},
+      reconcile: o.reconcile ?? { intervalMs: 0, unknownTimeoutMs: 60_000 },
     },
+    env: o.env,
     runnerOptions: o.runnerOptions,
   });
   const manager = new SessionManager({
@@ -78,7 +85,11 @@ export async function buildTradingRig(o: TradingRigOptions): Promise<TradingRig>
     thresholds: o.thresholds ?? OPEN_THRESHOLDS,
   });
   services.runners.attach(manager);
-  if (o.recover ?? true) await manager.recover();
+  if (o.recover ?? true) {
+    await manager.recover();
+    // As the daemon does before READY.
+    if (services.venues.length > 0) await services.runners.reconcileVenues();
+  }
   return {
     file: o.file,
     db,

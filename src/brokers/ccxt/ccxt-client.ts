@@ -1,0 +1,216 @@
+import type { Exchange } from 'ccxt';
+
+/** The ccxt module (its default export). Loaded on demand: importing ccxt costs seconds at start. */
+export type CcxtModule = (typeof import('ccxt'))['default'];
+
+export async function loadCcxt(): Promise<CcxtModule> {
+  return (await import('ccxt')).default;
+}
+import type { Bar } from '../../domain/market.js';
+import { VenueError, type MarketRules, type VenueBalance, type VenueClient, type VenueOrder, type VenuePlaceRequest, type VenueTrade } from '../venue/venue-client.js';
+import { CcxtMarketSchema, CcxtOhlcvSchema, CcxtOrderSchema, CcxtTradeSchema, parseWire, type CcxtOrder, type CcxtTrade } from './ccxt-schemas.js';
+
+export interface CcxtClientConfig {
+  exchange: string;
+  sandbox: boolean;
+  apiKey: string;
+  secret: string;
+  password?: string | undefined;
+  /** Merged over the instance's options. */
+  options?: Record<string, unknown> | undefined;
+  /** Deep-merged over the instance's urls (private gateways, local emulators). */
+  urls?: Record<string, unknown> | undefined;
+  /** ccxt's per-request timeout. @defaultValue 10000 */
+  timeoutMs?: number | undefined;
+}
+
+/** Options that keep Binance spot to one exchangeInfo call (no sapi/fapi/dapi families; see TOOLCHAIN.md). */
+const SPOT_ONLY: Record<string, Record<string, unknown>> = {
+  binance: { defaultType: 'spot', fetchMarkets: { types: ['spot'] }, fetchCurrencies: false, fetchMargins: false },
+};
+
+type ExchangeClass = new (config: Record<string, unknown>) => Exchange;
+
+/** Builds the ccxt instance: credentials, rate limiter on, sandbox, then `options` and `urls` from config. */
+export function createCcxtExchange(ccxt: CcxtModule, c: CcxtClientConfig): Exchange {
+  const Ctor = (ccxt as unknown as Record<string, ExchangeClass | undefined>)[c.exchange];
+  if (typeof Ctor !== 'function' || !ccxt.exchanges.includes(c.exchange)) throw new Error(`ccxt has no exchange ${c.exchange}`);
+  const ex = new Ctor({ apiKey: c.apiKey, secret: c.secret, ...(c.password !== undefined ? { password: c.password } : {}), enableRateLimit: true });
+  if (c.sandbox) ex.setSandboxMode(true);
+  ex.options = { ...ex.options, ...(SPOT_ONLY[c.exchange] ?? {}), ...(c.options ?? {}) };
+  if (c.urls !== undefined) ex.urls = deepMerge(ex.urls as Record<string, unknown>, c.urls) as Exchange['urls'];
+  if (c.timeoutMs !== undefined) ex.timeout = c.timeoutMs;
+  return ex;
+}
+
+/** Any ccxt exchange as a VenueClient (spot semantics: a position is the base asset's balance). */
+export class CcxtVenueClient implements VenueClient {
+  readonly venue: string;
+
+  constructor(
+    private readonly ex: Exchange,
+    private readonly ccxt: CcxtModule,
+  ) {
+    this.venue = ex.id;
+  }
+
+  async loadMarkets(): Promise<Map<string, MarketRules>> {
+    const markets = await this.call(() => this.ex.loadMarkets(true));
+    const out = new Map<string, MarketRules>();
+    for (const raw of Object.values(markets)) {
+      const m = parseWire(CcxtMarketSchema, raw, 'market');
+      if (m.active === false) continue;
+      const symbol = m.symbol;
+      out.set(symbol, {
+        symbol,
+        minQty: m.limits.amount?.min ?? undefined,
+        minCost: m.limits.cost?.min ?? undefined,
+        // The library's own rounding: amounts truncate to the step, prices round to the tick.
+        roundQty: (q) => Number(this.ex.amountToPrecision(symbol, q)),
+        roundPrice: (p) => Number(this.ex.priceToPrecision(symbol, p)),
+      });
+    }
+    return out;
+  }
+
+  async place(r: VenuePlaceRequest): Promise<VenueOrder> {
+    const raw = await this.call(() => this.ex.createOrder(r.symbol, r.type, r.side, r.qty, r.limitPrice, { clientOrderId: r.venueClientOrderId }), true);
+    return this.order(raw, r.venueClientOrderId);
+  }
+
+  async fetchOrder(symbol: string, venueClientOrderId: string): Promise<VenueOrder | undefined> {
+    try {
+      const raw = await this.call(() => this.ex.fetchOrder('', symbol, { clientOrderId: venueClientOrderId, origClientOrderId: venueClientOrderId }));
+      return this.order(raw, venueClientOrderId);
+    } catch (err) {
+      if (err instanceof VenueError && err.kind === 'not_found') return undefined;
+      throw err;
+    }
+  }
+
+  async cancel(symbol: string, venueClientOrderId: string): Promise<VenueOrder | undefined> {
+    const raw = await this.call(() => this.ex.cancelOrder('', symbol, { clientOrderId: venueClientOrderId, origClientOrderId: venueClientOrderId }), true);
+    return this.order(raw, venueClientOrderId);
+  }
+
+  async fetchOpenOrders(symbols: readonly string[]): Promise<VenueOrder[]> {
+    const out: VenueOrder[] = [];
+    for (const s of symbols) {
+      const list = await this.call(() => this.ex.fetchOpenOrders(s));
+      for (const raw of list) out.push(this.order(raw));
+    }
+    return out;
+  }
+
+  async fetchOrderTrades(o: VenueOrder): Promise<VenueTrade[]> {
+    const list = await this.call(() => this.ex.fetchMyTrades(o.symbol, undefined, undefined, { orderId: o.venueOrderId }));
+    return list.map((raw) => this.trade(parseWire(CcxtTradeSchema, raw, 'trade'))).filter((t) => t.venueOrderId === o.venueOrderId);
+  }
+
+  async fetchPositions(symbols: readonly string[]): Promise<Map<string, number>> {
+    const balance = await this.call(() => this.ex.fetchBalance());
+    const total = (balance.total ?? {}) as unknown as Record<string, number | undefined>;
+    const out = new Map<string, number>();
+    for (const s of symbols) {
+      const base = this.ex.markets?.[s]?.base ?? s.split('/')[0]!;
+      out.set(s, Number(total[base] ?? 0));
+    }
+    return out;
+  }
+
+  async fetchBalance(): Promise<VenueBalance> {
+    const balance = await this.call(() => this.ex.fetchBalance());
+    const total = (balance.total ?? {}) as unknown as Record<string, number | undefined>;
+    const quote = String(this.ex.options?.['quoteCurrency'] ?? 'USDT');
+    const cash = Number(total[quote] ?? 0);
+    return { cash, equity: cash };
+  }
+
+  async fetchBars(symbol: string, timeframe: string, since: number, limit: number): Promise<Bar[]> {
+    const rows = await this.call(() => this.ex.fetchOHLCV(symbol, timeframe, since, limit));
+    return rows.map((raw) => {
+      const [time, open, high, low, close, volume] = parseWire(CcxtOhlcvSchema, raw, 'ohlcv row');
+      return { symbol, time, open, high, low, close, volume: volume ?? 0 };
+    });
+  }
+
+  async close(): Promise<void> {
+    await (this.ex as unknown as { close?: () => Promise<void> }).close?.();
+  }
+
+  private order(raw: unknown, clientId?: string): VenueOrder {
+    const o: CcxtOrder = parseWire(CcxtOrderSchema, raw, 'order');
+    const filled = o.filled ?? 0;
+    const status: VenueOrder['status'] =
+      o.status === 'closed' ? 'filled'
+      : o.status === 'canceled' ? 'cancelled'
+      : o.status === 'expired' ? 'expired'
+      : o.status === 'rejected' ? 'rejected'
+      // ccxt maps NEW and PARTIALLY_FILLED both to `open`: the filled amount tells them apart.
+      : filled > 0 ? 'partially_filled' : 'accepted';
+    const trades = Array.isArray(o.trades) && o.trades.length > 0
+      ? o.trades.map((t) => this.trade(parseWire(CcxtTradeSchema, { ...(t as object), order: (t as { order?: string }).order ?? o.id, symbol: (t as { symbol?: string }).symbol ?? o.symbol, side: (t as { side?: string }).side ?? o.side }, 'trade'))).filter((t) => t.tradeId !== '')
+      : undefined;
+    return {
+      venueOrderId: o.id,
+      venueClientOrderId: o.clientOrderId ?? clientId ?? '',
+      symbol: o.symbol,
+      side: o.side,
+      type: o.type === 'limit' ? 'limit' : 'market',
+      qty: o.amount,
+      limitPrice: o.type === 'limit' && o.price != null ? o.price : undefined,
+      status,
+      filledQty: filled,
+      avgFillPrice: o.average ?? undefined,
+      createdAt: o.timestamp ?? Date.now(),
+      trades,
+    };
+  }
+
+  private trade(t: CcxtTrade): VenueTrade {
+    const market = this.ex.markets?.[t.symbol];
+    const feeCost = t.fee?.cost ?? 0;
+    const feeCurrency = t.fee?.currency ?? undefined;
+    let qty = t.amount;
+    let commission = feeCost;
+    if (market !== undefined && feeCurrency === market.base) {
+      // A spot buy's commission taken in the base asset: the position grew by the amount net of it.
+      if (t.side === 'buy') qty = t.amount - feeCost;
+      commission = feeCost * t.price;
+    }
+    return { tradeId: t.id, venueOrderId: t.order ?? '', symbol: t.symbol, side: t.side, qty, price: t.price, commission, at: t.timestamp ?? Date.now() };
+  }
+
+  /** Runs a library call, translating its errors into what they mean for an order. */
+  private async call<T>(fn: () => Promise<T>, write = false): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw classifyCcxtError(this.ccxt, err, write);
+    }
+  }
+}
+
+/** ccxt's error classes -> VenueError kinds (see the ccxt error hierarchy and TOOLCHAIN.md). */
+export function classifyCcxtError(ccxt: CcxtModule, err: unknown, write: boolean): VenueError {
+  const msg = err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err);
+  if (err instanceof VenueError) return err;
+  if (err instanceof ccxt.DuplicateOrderId || (err instanceof ccxt.InvalidOrder && /Duplicate order sent|-2010.*[Dd]uplicate/.test(String((err as Error).message)))) {
+    return new VenueError('duplicate', msg);
+  }
+  if (err instanceof ccxt.OrderNotFound) return new VenueError('not_found', msg);
+  if (err instanceof ccxt.DDoSProtection || err instanceof ccxt.RateLimitExceeded) return new VenueError(write ? 'unknown' : 'rate_limited', msg);
+  if (err instanceof ccxt.NetworkError || err instanceof ccxt.OperationFailed) return new VenueError('unknown', msg);
+  if (err instanceof ccxt.ExchangeError) return new VenueError('rejected', msg);
+  return new VenueError('unknown', msg);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k] as Record<string, unknown>, v) : v;
+  return out;
+}

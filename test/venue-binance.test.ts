@@ -1,0 +1,163 @@
+import test from 'ava';
+import { join } from 'node:path';
+import { SessiondError } from '../src/domain/errors.js';
+import { BinanceEmulator } from './emulators/binance/binance-emulator.js';
+import { tempDir } from './helpers/daemon.js';
+import { buildTradingRig, type TradingRig } from './helpers/trading.js';
+import { untilWithin } from './helpers/until.js';
+import { VENUE_BUYER, ordersOf, passPrerequisites, pauseReasons } from './helpers/venues.js';
+
+const until = untilWithin(20_000);
+const KEY = 'bn-test-key-9f8e7d6c5b4a';
+const SECRET = 'bn-test-secret-0a1b2c3d4e5f';
+const ENV = { BN_KEY: KEY, BN_SECRET: SECRET };
+const PARAMS = { qty: 0.0123456 };
+
+// Each test has its own emulator and SQLite file; serial so two pools and emulators do not share 2 cores.
+async function rigOn(em: BinanceEmulator, file: string, extra: { timeoutMs?: number; unknownTimeoutMs?: number } = {}): Promise<TradingRig> {
+  return buildTradingRig({
+    file,
+    modules: [VENUE_BUYER],
+    brokers: { bn: { type: 'ccxt', exchange: 'binance', sandbox: false, apiKeyEnv: 'BN_KEY', secretEnv: 'BN_SECRET', urls: em.ccxtUrls, timeoutMs: extra.timeoutMs ?? 2000 } },
+    env: ENV,
+    reconcile: { intervalMs: 0, unknownTimeoutMs: extra.unknownTimeoutMs ?? 60_000 },
+  });
+}
+
+const LIVE = (id: string, params: Record<string, unknown> = PARAMS) => ({
+  id,
+  kind: 'live' as const,
+  strategy: { id: 'test-venue-buyer', params },
+  brokerId: 'bn',
+  symbols: ['BTC/USDT'],
+  feed: { type: 'synthetic' as const, seed: 7, intervalMs: 50, startPrice: 50_000 },
+});
+
+test.serial('a live session trades end to end on the Binance emulator after passing its prerequisites', async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET, fillParts: 2, fillIntervalMs: 30 });
+  await em.start();
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
+  try {
+    // Without prerequisites the live start is refused.
+    const refused = await t.throwsAsync(rig.manager.startSession(LIVE('live-early')));
+    t.is((refused as SessiondError).code, 'PREREQUISITES_NOT_MET');
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    // A symbol the venue does not list: VALIDATION_ERROR naming it, nothing created.
+    const bad = await t.throwsAsync(rig.manager.startSession({ ...LIVE('live-bad'), symbols: ['DOGE/EUR'] }));
+    t.is((bad as SessiondError).code, 'VALIDATION_ERROR');
+    t.regex((bad as Error).message, /symbol DOGE\/EUR is not a market of broker bn/);
+
+    const view = await rig.manager.startSession(LIVE('live-1'));
+    t.is(view.status, 'running');
+    const order = await until('the order filled', () => ordersOf(rig, 'live-1').find((o) => o.status === 'filled'));
+    // Rounded down to the LOT_SIZE step before it was sent; the venue's order id stored beside ours.
+    const atVenue = em.orders;
+    t.is(atVenue.length, 1);
+    t.is(atVenue[0]!.origQty, 0.01234);
+    t.is(order.filledQty, 0.01234);
+    t.is(order.brokerOrderId, String(atVenue[0]!.orderId));
+    t.regex(atVenue[0]!.clientOrderId, /^sd-[0-9a-f]{8}-[0-9a-f]{20}$/);
+    // Two partial fills, each recorded once by the venue's trade id, with the venue's commission (taken in BTC).
+    const fills = await until('both fills', () => {
+      const f = rig.services.orders.listFills('live-1');
+      return f.length === 2 ? f : undefined;
+    });
+    t.deepEqual(fills.map((f) => f.id).sort(), em.trades.map((x) => `bn:BTC/USDT:${x.id}`).sort());
+    t.true(fills.every((f) => f.commission > 0));
+    // The position is what the venue holds: the executed amount net of the commission.
+    const position = rig.services.orders.positions('live-1').find((p) => p.symbol === 'BTC/USDT');
+    t.truthy(position);
+    t.true(Math.abs(position!.qty - em.balance('BTC')) < 1e-9, `local ${position!.qty} venue ${em.balance('BTC')}`);
+    // A reconciliation pass finds nothing to change.
+    const report = await rig.services.runners.reconcileVenues();
+    t.deepEqual(report.mismatches, []);
+    t.is(rig.manager.getSession('live-1').status, 'running');
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
+
+test.serial('an order under the venue minimum is refused with RISK_LIMIT and never sent', async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
+  try {
+    const params = { qty: 0.00005 }; // 0.00005 x ~50,000 = ~2.5 USDT, under NOTIONAL 5
+    await passPrerequisites(rig, 'test-venue-buyer', params, 'BTC/USDT');
+    await rig.manager.startSession(LIVE('live-small', params));
+    const order = await until('the order refused', () => ordersOf(rig, 'live-small').find((o) => o.status === 'rejected'));
+    t.regex(order.reason ?? '', /^RISK_LIMIT: cost [\d.]+ is under the venue's minimum cost 5 for BTC\/USDT$/);
+    t.is(em.server.count('POST', '/api/v3/order'), 0);
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
+
+test.serial('accept-then-timeout ends with exactly one order at the venue and the order in the venue state', async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  em.inject({ match: 'POST /api/v3/order', kind: 'accept-then-timeout' });
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'), { timeoutMs: 300 });
+  try {
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await rig.manager.startSession(LIVE('live-timeout'));
+    const order = await until('the order resolved to the venue state', () => ordersOf(rig, 'live-timeout').find((o) => o.status === 'filled'));
+    const history = rig.services.orders.history(order.clientOrderId).map((h) => h.status);
+    t.deepEqual(history, ['new', 'unknown', 'filled']);
+    t.is(em.orders.length, 1);
+    t.is(em.server.count('POST', '/api/v3/order'), 1);
+    t.is(rig.services.orders.listFills('live-timeout').length, 1);
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
+
+test.serial('a planted position difference pauses the session with the reason', async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
+  try {
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await rig.manager.startSession(LIVE('live-mismatch'));
+    await until('a fill', () => rig.services.orders.listFills('live-mismatch').length === 1);
+    const local = rig.services.orders.positions('live-mismatch')[0]!.qty;
+    em.balances.set('BTC', em.balance('BTC') + 0.5); // a transfer in, or a trade nobody here made
+    const report = await rig.services.runners.reconcileVenues();
+    t.is(report.mismatches.length, 1);
+    await until('paused', () => rig.manager.getSession('live-mismatch').status === 'paused');
+    t.deepEqual(pauseReasons(rig, 'live-mismatch'), [`reconcile_mismatch: BTC/USDT local ${local} venue ${Number((local + 0.5).toPrecision(12))}`]);
+    // Nothing overwritten: the book still holds what its fills say.
+    t.is(rig.services.orders.positions('live-mismatch')[0]!.qty, local);
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
+
+test.serial('a venue down at start pauses only its sessions', async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  const file = join(tempDir(), 'sessiond.db');
+  let rig = await rigOn(em, file);
+  try {
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await rig.manager.startSession(LIVE('live-down'));
+    await rig.manager.startSession({ id: 'paper-up', kind: 'paper', strategy: { id: 'sma-crossover' }, symbols: ['AAA'], feed: { type: 'synthetic', seed: 2, intervalMs: 20 } });
+    await until('a fill', () => rig.services.orders.listFills('live-down').length === 1);
+    await rig.close();
+    await em.close();
+    // Restart while the venue is unreachable.
+    rig = await rigOn(em, file, { timeoutMs: 300 });
+    t.is(rig.manager.getSession('live-down').status, 'paused');
+    t.deepEqual(pauseReasons(rig, 'live-down'), ['venue_unreachable']);
+    t.is(rig.manager.getSession('paper-up').status, 'running');
+    const steps = rig.services.runners.runnerState('paper-up')!.steps;
+    await until('the paper session steps on', () => rig.services.runners.runnerState('paper-up')!.steps > steps + 2);
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
