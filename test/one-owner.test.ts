@@ -74,6 +74,8 @@ test('a second daemon on the same queue with another SQLite file refuses to star
     t.regex(String(waiting.msg), /waiting for its lease/);
     // Only the holder consumes: several commands, all in the first daemon's database.
     for (let i = 0; i < 5; i++) await client.submit('start', paperConfig({ id: `own-${i}` }));
+    // The reply can reach us before the daemon's log line for it has crossed its stdout pipe: wait for the lines.
+    await until('five applied commands logged by the lease holder', () => first.logs.filter((l) => l.msg === 'command' && l.outcome === 'ok').length >= 5);
     t.is(first.logs.filter((l) => l.msg === 'command' && l.outcome === 'ok').length, 5);
     t.false(standby.logs.some((l) => l.msg === 'command'), 'the standby applied nothing');
     t.false(standby.logs.some(isReady));
