@@ -4,6 +4,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import BetterSqlite3 from 'better-sqlite3';
 import { CommandClient } from '../src/commands/command-client.js';
+import { sequenceKey } from '../src/commands/sequence-gate.js';
 import type { SessionView } from '../src/domain/session.js';
 import { daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { paperConfig } from './helpers/manager.js';
@@ -85,10 +86,17 @@ test('SIGKILL during a storm of commands: every command ends with exactly one ou
     let submitted = 0;
     for (let k = 0; submitted < jobs.length; k++) {
       const burst = jobs.slice(submitted, submitted + BURST);
+      // Each command carries its session's seq, taken in submission order as the README tells submitters to:
+      // a job whose lock is lost while the daemon runs (a starved machine) is still applied in order.
+      const data: Record<string, unknown>[] = [];
+      for (const j of burst) {
+        const seq = await connection.incr(sequenceKey('sessiond', env.SESSIOND_QUEUE!, j.sessionId));
+        data.push(j.cmd === 'start' ? { ...paperConfig({ id: j.sessionId }), seq } : { sessionId: j.sessionId, seq });
+      }
       await queue.addBulk(
-        burst.map((j) => ({
+        burst.map((j, i) => ({
           name: j.cmd,
-          data: j.cmd === 'start' ? paperConfig({ id: j.sessionId }) : { sessionId: j.sessionId },
+          data: data[i],
           opts: { jobId: j.jobId, removeOnComplete: false, removeOnFail: false },
         })),
       );
