@@ -1,0 +1,92 @@
+import type { ResolvedRunnerOptions } from './runner-options.js';
+import type { SessionRunner } from './session-runner.js';
+import type { StateCommits } from './state-commits.js';
+import { StepScheduler } from './step-scheduler.js';
+
+/** What reading a due step's bars gave: bars pending for the step, or the end of a replay feed. @internal */
+export type TakeBars = 'ready' | 'exhausted';
+
+/**
+ * When each runner steps, and on which bars. One timer (a min-heap of due times, StepScheduler) for all
+ * sessions. A synthetic feed's step is due when its last bar has closed
+ * (`startTime + (cursor + barsPerStep) * intervalMs`); a replay feed's every `intervalMs`. Synthetic feeds
+ * follow the clock: a runner more than maxCatchUpSteps behind skips to the latest complete bars.
+ * @internal
+ */
+export class RunnerClock {
+  readonly #scheduler: StepScheduler<SessionRunner>;
+
+  constructor(
+    private readonly o: ResolvedRunnerOptions,
+    private readonly commits: StateCommits,
+    onDue: (due: SessionRunner[]) => void,
+    private readonly isClosing: () => boolean,
+  ) {
+    this.#scheduler = new StepScheduler(onDue, o.batchWindowMs);
+  }
+
+  /** Schedules the runner's next step (nothing when it is not running, its feed ended or the service closes). */
+  schedule(r: SessionRunner): void {
+    if (this.isClosing() || r.status !== 'running' || r.feedExhausted) return;
+    this.#scheduler.schedule(r, Math.max(this.dueOf(r), r.retryAt));
+  }
+
+  cancel(r: SessionRunner): void {
+    this.#scheduler.cancel(r);
+  }
+
+  close(): void {
+    this.#scheduler.close();
+  }
+
+  /** A runner that starts or resumes now: its replay feed's next step is due at once. */
+  startNow(r: SessionRunner): void {
+    r.lastDueAt = Date.now() - r.feed.intervalMs;
+  }
+
+  /** When the next step's bars are complete. */
+  dueOf(r: SessionRunner): number {
+    if (r.pending !== undefined) return r.pending.dueAt;
+    if (r.barMs !== undefined) return r.record.startTime + (r.feed.cursor + r.barsPerStep) * r.barMs;
+    return r.lastDueAt + r.feed.intervalMs;
+  }
+
+  /**
+   * The bars of the runner's due step, read from its feed into `r.pending` unless a retried step's are
+   * already there. 'exhausted': a replay feed has no more bars.
+   */
+  takeBars(r: SessionRunner): TakeBars {
+    if (r.pending !== undefined) return 'ready';
+    this.skipAhead(r, false);
+    const dueAt = this.dueOf(r);
+    const bars = r.feed.next();
+    if (bars === null) return 'exhausted';
+    r.pending = { bars, cursorAfter: r.feed.cursor, dueAt, shown: false };
+    r.lastDueAt = dueAt;
+    return 'ready';
+  }
+
+  /**
+   * Synthetic feeds follow the clock: a runner more than maxCatchUpSteps behind (paused, restarted,
+   * overloaded) jumps to the latest complete bars instead of trading on stale ones. Replay feeds never skip.
+   */
+  skipAhead(r: SessionRunner, dropPending: boolean): void {
+    if (r.barMs === undefined || r.replayFirst) return;
+    const k = r.barsPerStep;
+    const complete = Math.floor((Date.now() - r.record.startTime) / r.barMs);
+    if (complete - (r.feed.cursor + k) <= this.o.maxCatchUpSteps * k) return;
+    if (r.pending !== undefined) {
+      if (!dropPending) return;
+      // Those bars reached the broker but not the strategy: they are skipped like the rest.
+      r.record.cursor = r.pending.cursorAfter;
+      r.pending = undefined;
+    }
+    const target = complete - k;
+    if (target > r.feed.cursor) {
+      r.feed.seek(target);
+      r.record.cursor = target;
+      // Not forced: after a crash the older cursor is simply skipped again.
+      this.commits.markDirty(r);
+    }
+  }
+}
