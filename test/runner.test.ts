@@ -409,3 +409,37 @@ test('a restart continues each running session with its persisted strategy state
     await r.close();
   }
 });
+
+test('a committed step writes its runner state once, also when other groups commit while it is in the pool', async (t) => {
+  // maxBatchSize 1: groups of 4 sessions, so many groups are in flight at once and commit between each
+  // other's phases (the double write came from another group's flush writing a step's prepared state).
+  const r = await buildTradingRig({
+    file: join(tempDir('sessiond-runner-once-'), 'sessiond.db'),
+    modules: [scriptedPath],
+    runners: { maxBatchSize: 1 },
+    thresholds: THRESHOLDS,
+  });
+  try {
+    const writes = new Map<string, number>();
+    const saveMany = r.services.runnerStates.saveMany.bind(r.services.runnerStates);
+    r.services.runnerStates.saveMany = (records) => {
+      for (const rec of records) writes.set(rec.sessionId, (writes.get(rec.sessionId) ?? 0) + 1);
+      saveMany(records);
+    };
+    const ids = Array.from({ length: 16 }, (_, i) => `once-${i}`);
+    for (const id of ids) await r.manager.startSession(session(id, { every: 1000 }));
+    await until('steps', () => r.services.runners.stats().steps >= 400);
+    for (const id of ids) await r.manager.pauseSession(id);
+    let total = 0;
+    for (const id of ids) {
+      const steps = r.services.runnerStates.get(id)!.steps;
+      const n = writes.get(id) ?? 0;
+      total += n;
+      // Each committed step once, plus the pause.
+      t.true(n <= steps + 1, `${id}: ${n} state writes for ${steps} steps`);
+    }
+    t.true(total >= 400, 'the steps were written');
+  } finally {
+    await r.close();
+  }
+});

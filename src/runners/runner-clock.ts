@@ -1,6 +1,5 @@
 import type { ResolvedRunnerOptions } from './runner-options.js';
 import type { SessionRunner } from './session-runner.js';
-import type { StateCommits } from './state-commits.js';
 import { StepScheduler } from './step-scheduler.js';
 
 /** What reading a due step's bars gave: bars pending for the step, or the end of a replay feed. @internal */
@@ -18,7 +17,6 @@ export class RunnerClock {
 
   constructor(
     private readonly o: ResolvedRunnerOptions,
-    private readonly commits: StateCommits,
     onDue: (due: SessionRunner[]) => void,
     private readonly isClosing: () => boolean,
   ) {
@@ -85,8 +83,9 @@ export class RunnerClock {
     if (target > r.feed.cursor) {
       r.feed.seek(target);
       r.record.cursor = target;
-      // Not forced: after a crash the older cursor is simply skipped again.
-      this.commits.markDirty(r);
+      // Not queued: the next commit (the step's, a pause's) writes it; after a crash the older cursor is
+      // simply skipped again.
+      r.dirty = true;
     }
   }
 }

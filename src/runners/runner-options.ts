@@ -84,12 +84,17 @@ export interface RunnerServiceOptions {
   /** Least wall time between two saves of a session's marked positions (fills save at once). @defaultValue 1000 */
   markPersistMs?: number;
   /**
-   * Least wall time between two writes of a session's strategy state and cursor while it runs. 0 writes
-   * every step: a crash then re-runs at most the step in flight. Above 0, a crash re-runs (replay feeds)
-   * or skips (synthetic feeds, past maxCatchUpSteps) up to this much of steps; orders are never placed
-   * twice either way (deterministic strategies, keyed orders), and pause, stop and shutdown always write.
-   * Writing 10,000 sessions' states every second is most of what the main thread does at that scale.
-   * @defaultValue 0
+   * Least wall time between two writes of a session's runner state (strategy state, cursor, equity
+   * statistics) while it runs; each session writes at most once per step, with a phase of its own inside
+   * this window. 0 writes every step: a crash then re-runs at most the step in flight. Above 0, after a
+   * crash a session continues from its last written state: a replay feed re-runs the steps since (up to
+   * this much of them, same bars); a synthetic feed re-runs the written step, then skips to the current bar
+   * when it is more than maxCatchUpSteps behind (the skipped bars never reach the strategy, as after a
+   * pause). Orders are never placed twice either way: an order is written `new` before it is sent, its
+   * client id is `sessionId:signal.key` (deterministic), and a re-run signal finds its order. Fills,
+   * orders and positions are written when they happen, never held back. Pause, stop and shutdown always
+   * write the latest state. See README "Restart semantics".
+   * @defaultValue 5000
    */
   stateCommitMs?: number;
   /** Where replay feeds' files are read from (data directories, size limit). @defaultValue new BarFiles() */
@@ -123,7 +128,7 @@ export const DEFAULT_RUNNER_SERVICE_OPTIONS = Object.freeze({
   defaultBarIntervalMs: 1000,
   equitySampleMs: 60_000,
   markPersistMs: 1000,
-  stateCommitMs: 0,
+  stateCommitMs: 5000,
   reconcileIntervalMs: 30_000,
   unknownTimeoutMs: 60_000,
 });

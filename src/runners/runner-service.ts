@@ -77,7 +77,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     });
     this.commits = new StateCommits(o);
     const closing = (): boolean => this.closing !== undefined;
-    this.clock = new RunnerClock(o, this.commits, (due) => this.pipeline.dispatch(due), closing);
+    this.clock = new RunnerClock(o, (due) => this.pipeline.dispatch(due), closing);
     const ctx: RunnerContext = {
       o,
       runners: this.runners,

@@ -1,3 +1,4 @@
+import { fnv1a } from '../market-data/synthetic-feed.js';
 import type { EquityPoint, RunnerStateRecord } from '../persistence/runner-state-repository.js';
 import type { ResolvedRunnerOptions } from './runner-options.js';
 import type { SessionRunner } from './session-runner.js';
@@ -17,7 +18,11 @@ export class StateCommits {
   /** The record changed; it is written with the next flush when `force` or stateCommitMs has passed. */
   markDirty(r: SessionRunner, force = false): void {
     r.dirty = true;
-    if (force || Date.now() - r.lastStateSaveAt >= this.o.stateCommitMs) this.#dirty.add(r);
+    const now = Date.now();
+    // A phase per session inside stateCommitMs (from its id): sessions started together do not all write
+    // their states in the same batch every stateCommitMs.
+    if (r.lastStateSaveAt === 0 && this.o.stateCommitMs > 0) r.lastStateSaveAt = now - (fnv1a(r.id) % this.o.stateCommitMs);
+    if (force || now - r.lastStateSaveAt >= this.o.stateCommitMs) this.#dirty.add(r);
   }
 
   /** What stateCommitMs held back goes with the next flush (pause, stop, shutdown). */

@@ -194,7 +194,8 @@ export class StepPipeline {
       if (!pending.shown) {
         pending.shown = true;
         r.updateEquity();
-        commits.markDirty(r);
+        // Changed in memory only (observeBar marked it dirty): the step's commit writes it once. Queuing it
+        // here let another group's flush write it while the step was in the pool: two writes a step.
       }
       r.replayFirst = false;
       r.inFlight = true;
