@@ -20,6 +20,8 @@ export const CcxtBrokerConfigSchema = z
     passwordEnv: envName.optional(),
     options: z.record(z.string(), z.unknown()).optional(),
     urls: z.record(z.string(), z.unknown()).optional(),
+    /** Websocket streams (ccxt.pro) where the adapter has one: venue feeds' bars. @defaultValue true */
+    streams: z.boolean().optional(),
     ...common,
   })
   .strict();

@@ -20,6 +20,7 @@ export function createVenueClient(id: string, b: BrokerConfig, env: NodeJS.Proce
         options: b.options,
         urls: b.urls,
         timeoutMs: b.timeoutMs,
+        streams: b.streams,
       }),
       ccxt,
     );

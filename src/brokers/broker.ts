@@ -131,6 +131,21 @@ export interface Broker {
   openOrders?(symbols: readonly string[]): Promise<BrokerOpenOrder[]>;
   /** Live brokers: the venue's signed position in each symbol (0 when flat). */
   venuePositions?(symbols: readonly string[]): Promise<Map<string, number>>;
+  /** Live brokers: the venue's bars (history, and its stream where the adapter has one), for venue feeds. */
+  readonly bars?: BrokerBarSource | undefined;
   /** Releases what the adapter holds; idempotent. */
   close?(): Promise<void>;
+}
+
+/** A venue's bars: history pages and, where the adapter uses one, a stream of bar updates. */
+export interface BrokerBarSource {
+  readonly brokerId: string;
+  /** Most bars one history request returns. */
+  readonly pageLimit: number;
+  /** A timeframe's length in ms; throws VALIDATION_ERROR naming it when the venue has no such timeframe. */
+  timeframeMs(timeframe: string): number;
+  /** Bars oldest first from `since` (epoch ms, inclusive); the last may be the bar still open. */
+  fetchBars(symbol: string, timeframe: string, since: number, limit: number): Promise<Bar[]>;
+  /** Every update of the symbol's bars over the venue's stream (reconnecting by itself). Absent: history only. */
+  watchBars?(symbol: string, timeframe: string, listener: { onBar(bar: Bar): void; onDown(reason: string): void; onUp?(): void }): { close(): void };
 }

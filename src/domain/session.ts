@@ -48,6 +48,15 @@ export const FeedConfigSchema = z.discriminatedUnion('type', [
       barsPerStep: z.number().int().positive().optional(),
     })
     .strict(),
+  z
+    .object({
+      type: z.literal('venue'),
+      /** A timeframe of the session's broker (`1s` where the venue has it, `1m`, `5m`, `1h`, `1d`, ...). */
+      timeframe: z.string().regex(/^[1-9]\d{0,3}[smhdwM]$/, 'a timeframe such as 1s, 1m, 5m, 1h or 1d'),
+      /** A venue feed steps one bar time at a time. */
+      barsPerStep: z.literal(1).optional(),
+    })
+    .strict(),
 ]);
 export type FeedConfig = z.infer<typeof FeedConfigSchema>;
 

@@ -4,13 +4,14 @@ import { ValidationError } from '../domain/errors.js';
 import type { BarFiles, BarTable } from './bar-files.js';
 import { createReplayFeed } from './replay-feed.js';
 import { createSyntheticFeed, seedFromSymbols } from './synthetic-feed.js';
+import { VenueFeed, type VenueBarSource, type VenueFeedLogger } from './venue-feed.js';
 
 /**
  * A source of bars for one session. It never sleeps: the runner calls `next()` every
  * `intervalMs` and persists `cursor` so it can `seek()` back after a restart.
  */
 export interface Feed {
-  readonly kind: 'synthetic' | 'replay';
+  readonly kind: 'synthetic' | 'replay' | 'venue';
   readonly symbols: readonly string[];
   /** How long the runner waits between batches; 0 means as fast as possible. */
   readonly intervalMs: number;
@@ -18,15 +19,20 @@ export interface Feed {
   readonly cursor: number;
   /** Bar times the feed has in all (Infinity for synthetic). */
   readonly length: number;
-  /** Where the bars come from, for backtest records: `synthetic:<seed>` or `replay:<path>`. */
+  /** Where the bars come from, for backtest records: `synthetic:<seed>`, `replay:<path>` or `venue:<broker>:<timeframe>`. */
   readonly dataRef: string;
   /**
    * The next batch, oldest first: `barsPerStep` bar times, each with one bar per symbol
-   * (synthetic) or the file's rows at that time (replay). Null when exhausted.
+   * (synthetic) or the file's rows at that time (replay). Null when exhausted. A venue feed is never
+   * exhausted: it answers an empty batch when no closed bar is due yet ("nothing yet", not a step).
    */
   next(): Bar[] | null;
   /** Moves to a cursor (as read from `cursor`); the bars that follow are the same as when stepping there. */
   seek(cursor: number): void;
+  /** Feeds with bars arriving in the background (venue): called when a batch may have become due. */
+  onReady?(listener: () => void): void;
+  /** Feeds holding timers or streams (venue): releases them; idempotent. */
+  close?(): void;
 }
 
 export interface CreateFeedOptions {
@@ -42,6 +48,9 @@ export interface CreateFeedOptions {
    * @defaultValue 2024-01-01T00:00:00Z
    */
   startTime?: number;
+  /** A venue feed's bars: the session's broker (`broker.bars`); absent for brokers without market data. */
+  venue?: VenueBarSource | undefined;
+  logger?: VenueFeedLogger | undefined;
 }
 
 /**
@@ -68,6 +77,10 @@ export function createFeed(config: FeedConfig | undefined, symbols: string[], op
       startTime: opts.startTime ?? Date.UTC(2024, 0, 1),
       accelerated,
     });
+  }
+  if (config.type === 'venue') {
+    if (opts.venue === undefined) throw new ValidationError("a venue feed needs a live broker with market data (the session's brokerId names a ccxt or alpaca broker)");
+    return new VenueFeed({ source: opts.venue, symbols, timeframe: config.timeframe, logger: opts.logger });
   }
   if (opts.table === undefined) throw new ValidationError('a replay feed needs its file read first (loadFeed)');
   return createReplayFeed({

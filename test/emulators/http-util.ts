@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
 
 /** A fault the next matching requests get. */
 export interface Fault {
@@ -31,7 +32,11 @@ export interface Answer {
   headers?: Record<string, string>;
 }
 
-/** A small HTTP server on 127.0.0.1 with fault injection, a request log and a clean close. */
+/**
+ * A small HTTP server on 127.0.0.1 with fault injection, a request log and a clean close; optionally
+ * websocket streams on the same port (`onStream`), with the dropped-stream faults `dropStreams()` and
+ * `acceptStreams = false` (new connections refused until set back).
+ */
 export class EmulatorServer {
   readonly faults: Fault[] = [];
   readonly requests: { method: string; path: string; at: number }[] = [];
@@ -43,11 +48,44 @@ export class EmulatorServer {
   delayMs = 0;
   /** Time spent inside the handler, per request (the emulator's own response time). */
   readonly handlerMs: number[] = [];
+  /** While false, websocket upgrades are refused (the connection destroyed): a stream that stays down. */
+  acceptStreams = true;
+  readonly streamClients = new Set<WebSocket>();
+  /** Websocket connections accepted so far (reconnects included). */
+  streamConnections = 0;
+  private streamHandler: ((ws: WebSocket, path: string) => void) | undefined;
+  private wss: WebSocketServer | undefined;
 
   constructor(private readonly handle: (r: Routed) => Answer | Promise<Answer>) {}
 
+  /** Serves websocket connections (any path) with `handler`; call before listen. */
+  onStream(handler: (ws: WebSocket, path: string) => void): void {
+    this.streamHandler = handler;
+  }
+
+  /** The dropped-stream fault: every open websocket is cut (no close frame); returns how many. */
+  dropStreams(): number {
+    const n = this.streamClients.size;
+    for (const ws of this.streamClients) ws.terminate();
+    this.streamClients.clear();
+    return n;
+  }
+
   async listen(port = 0): Promise<number> {
     this.server = createServer((req, res) => void this.onRequest(req, res));
+    if (this.streamHandler !== undefined) {
+      const handler = this.streamHandler;
+      this.wss = new WebSocketServer({ noServer: true });
+      this.server.on('upgrade', (req, socket, head) => {
+        if (!this.acceptStreams) return void socket.destroy();
+        this.wss!.handleUpgrade(req, socket, head, (ws) => {
+          this.streamConnections++;
+          this.streamClients.add(ws);
+          ws.on('close', () => this.streamClients.delete(ws));
+          handler(ws, new URL(req.url ?? '/', 'http://127.0.0.1').pathname);
+        });
+      });
+    }
     this.server.keepAliveTimeout = 60_000;
     this.server.on('connection', (s) => {
       this.sockets.add(s);
@@ -69,6 +107,8 @@ export class EmulatorServer {
   }
 
   async close(): Promise<void> {
+    this.dropStreams();
+    this.wss?.close();
     for (const res of this.held) res.destroy();
     this.held.clear();
     for (const s of this.sockets) s.destroy();

@@ -35,6 +35,7 @@ const DATA_ORIGIN = 'https://data.alpaca.markets';
 export class AlpacaVenueClient implements VenueClient {
   readonly venue = 'alpaca';
   readonly perSymbolMarkets = true;
+  readonly barPageLimit = 10_000;
   private readonly alpaca: Alpaca;
 
   constructor(private readonly c: AlpacaClientConfig) {
@@ -205,6 +206,11 @@ export class AlpacaVenueClient implements VenueClient {
       pageToken = page.next_page_token ?? undefined;
     } while (pageToken !== undefined && out.length < limit);
     return out;
+  }
+
+  timeframeMs(timeframe: string): number {
+    const m = /^(\d+)(Min|Hour|Day)$/.exec(alpacaTimeframe(timeframe))!;
+    return Number(m[1]) * { Min: 60_000, Hour: 3_600_000, Day: 86_400_000 }[m[2] as 'Min' | 'Hour' | 'Day'];
   }
 
   private order(o: AlpacaOrder): VenueOrder {

@@ -7,7 +7,7 @@ export async function loadCcxt(): Promise<CcxtModule> {
   return (await import('ccxt')).default;
 }
 import type { Bar } from '../../domain/market.js';
-import { VenueError, type MarketRules, type VenueBalance, type VenueClient, type VenueOrder, type VenuePlaceRequest, type VenueTrade } from '../venue/venue-client.js';
+import { VenueError, type BarStreamListener, type BarSubscription, type MarketRules, type VenueBalance, type VenueClient, type VenueOrder, type VenuePlaceRequest, type VenueTrade } from '../venue/venue-client.js';
 import { CcxtMarketSchema, CcxtOhlcvSchema, CcxtOrderSchema, CcxtTradeSchema, parseWire, type CcxtOrder, type CcxtTrade } from './ccxt-schemas.js';
 
 export interface CcxtClientConfig {
@@ -22,6 +22,11 @@ export interface CcxtClientConfig {
   urls?: Record<string, unknown> | undefined;
   /** ccxt's per-request timeout. @defaultValue 10000 */
   timeoutMs?: number | undefined;
+  /**
+   * Use the exchange's websocket streams (`ccxt.pro`, same package) where the adapter has one (bars for venue
+   * feeds). @defaultValue true
+   */
+  streams?: boolean | undefined;
 }
 
 /** Options that keep Binance spot to one exchangeInfo call (no sapi/fapi/dapi families; see TOOLCHAIN.md). */
@@ -33,8 +38,11 @@ type ExchangeClass = new (config: Record<string, unknown>) => Exchange;
 
 /** Builds the ccxt instance: credentials, rate limiter on, sandbox, then `options` and `urls` from config. */
 export function createCcxtExchange(ccxt: CcxtModule, c: CcxtClientConfig): Exchange {
-  const Ctor = (ccxt as unknown as Record<string, ExchangeClass | undefined>)[c.exchange];
-  if (typeof Ctor !== 'function' || !ccxt.exchanges.includes(c.exchange)) throw new Error(`ccxt has no exchange ${c.exchange}`);
+  const rest = (ccxt as unknown as Record<string, ExchangeClass | undefined>)[c.exchange];
+  if (typeof rest !== 'function' || !ccxt.exchanges.includes(c.exchange)) throw new Error(`ccxt has no exchange ${c.exchange}`);
+  // The pro class extends the REST one (same REST methods, plus watch*).
+  const pro = c.streams === false ? undefined : (ccxt.pro as unknown as Record<string, ExchangeClass | undefined>)[c.exchange];
+  const Ctor = typeof pro === 'function' ? pro : rest;
   const ex = new Ctor({ apiKey: c.apiKey, secret: c.secret, ...(c.password !== undefined ? { password: c.password } : {}), enableRateLimit: true });
   if (c.sandbox) ex.setSandboxMode(true);
   ex.options = { ...ex.options, ...(SPOT_ONLY[c.exchange] ?? {}), ...(c.options ?? {}) };
@@ -46,12 +54,80 @@ export function createCcxtExchange(ccxt: CcxtModule, c: CcxtClientConfig): Excha
 /** Any ccxt exchange as a VenueClient (spot semantics: a position is the base asset's balance). */
 export class CcxtVenueClient implements VenueClient {
   readonly venue: string;
+  readonly barPageLimit: number;
+  /** Present when the instance is a ccxt.pro one with watchOHLCV. */
+  readonly watchBars?: (symbol: string, timeframe: string, listener: BarStreamListener) => BarSubscription;
+  private readonly streams = new Map<string, { listeners: Set<BarStreamListener>; stopped: boolean }>();
+  private closed = false;
 
   constructor(
     private readonly ex: Exchange,
     private readonly ccxt: CcxtModule,
   ) {
     this.venue = ex.id;
+    this.barPageLimit = Number((ex.features as { spot?: { fetchOHLCV?: { limit?: number } } } | undefined)?.spot?.fetchOHLCV?.limit ?? 500) || 500;
+    const watch = (ex as unknown as { watchOHLCV?: unknown }).watchOHLCV;
+    if (typeof watch === 'function' && ex.has['watchOHLCV'] === true) this.watchBars = (s, tf, l) => this.subscribe(s, tf, l);
+  }
+
+  timeframeMs(timeframe: string): number {
+    const tfs = (this.ex.timeframes ?? {}) as Record<string, unknown>;
+    if (!(timeframe in tfs)) throw new VenueError('rejected', `timeframe ${timeframe} is not one ${this.venue} has (${Object.keys(tfs).join(', ')})`);
+    return this.ex.parseTimeframe(timeframe) * 1000;
+  }
+
+  /** One watch loop per symbol and timeframe, shared by every listener; reconnects with backoff. */
+  private subscribe(symbol: string, timeframe: string, listener: BarStreamListener): BarSubscription {
+    const key = `${symbol}|${timeframe}`;
+    let s = this.streams.get(key);
+    if (s === undefined) {
+      s = { listeners: new Set(), stopped: false };
+      this.streams.set(key, s);
+      void this.runStream(s, symbol, timeframe);
+    }
+    const stream = s;
+    stream.listeners.add(listener);
+    return {
+      close: () => {
+        stream.listeners.delete(listener);
+        if (stream.listeners.size > 0 || stream.stopped) return;
+        stream.stopped = true;
+        this.streams.delete(key);
+        const ex = this.ex as unknown as { unWatchOHLCV?: (s: string, tf: string) => Promise<unknown> };
+        void ex.unWatchOHLCV?.(symbol, timeframe).catch(() => undefined);
+      },
+    };
+  }
+
+  private async runStream(s: { listeners: Set<BarStreamListener>; stopped: boolean }, symbol: string, timeframe: string): Promise<void> {
+    const ex = this.ex as unknown as { watchOHLCV(symbol: string, timeframe: string): Promise<unknown[]> };
+    let up = false;
+    let backoff = 250;
+    while (!s.stopped && !this.closed) {
+      try {
+        // ccxt refuses plain ws:// (private gateways, local emulators) until its http agent is loaded.
+        await (this.ex as unknown as { loadHttpProxyAgent?: () => Promise<unknown> }).loadHttpProxyAgent?.();
+        const rows = await ex.watchOHLCV(symbol, timeframe);
+        if (s.stopped || this.closed) break;
+        if (!up) {
+          up = true;
+          backoff = 250;
+          for (const l of s.listeners) l.onUp?.();
+        }
+        for (const raw of rows) {
+          const [time, open, high, low, close, volume] = parseWire(CcxtOhlcvSchema, raw, 'ohlcv row');
+          const bar: Bar = { symbol, time, open, high, low, close, volume: volume ?? 0 };
+          for (const l of s.listeners) l.onBar(bar);
+        }
+      } catch (err) {
+        if (s.stopped || this.closed) break;
+        up = false;
+        const reason = err instanceof Error ? `${err.constructor.name}: ${err.message}` : String(err);
+        for (const l of s.listeners) l.onDown(reason);
+        await new Promise((r) => setTimeout(r, backoff).unref());
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
   }
 
   async loadMarkets(): Promise<Map<string, MarketRules>> {
@@ -135,6 +211,9 @@ export class CcxtVenueClient implements VenueClient {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const st of this.streams.values()) st.stopped = true;
+    this.streams.clear();
     await (this.ex as unknown as { close?: () => Promise<void> }).close?.();
   }
 

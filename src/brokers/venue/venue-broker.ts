@@ -3,6 +3,7 @@ import type { Fill, Order, Position } from '../../domain/order.js';
 import type {
   Broker,
   BrokerAccount,
+  BrokerBarSource,
   BrokerFillFilter,
   BrokerOpenOrder,
   BrokerOrderAck,
@@ -51,6 +52,31 @@ export class VenueBroker implements Broker {
 
   get venue(): string {
     return this.client.venue;
+  }
+
+  /** The venue's bars for venue feeds (history reads retried like every read; the stream where the client has one). */
+  get bars(): BrokerBarSource | undefined {
+    const c = this.client;
+    if (c.fetchBars === undefined || c.timeframeMs === undefined) return undefined;
+    const fetchBars = c.fetchBars.bind(c);
+    const timeframeMs = c.timeframeMs.bind(c);
+    const watch = c.watchBars?.bind(c);
+    return {
+      brokerId: this.id,
+      pageLimit: c.barPageLimit ?? 500,
+      timeframeMs: (tf) => {
+        try {
+          return timeframeMs(tf);
+        } catch (err) {
+          throw new ValidationError(`broker ${this.id}: ${(err as Error).message}`);
+        }
+      },
+      fetchBars: async (symbol, tf, since, limit) => {
+        await this.loadMarkets();
+        return withReadRetry(() => fetchBars(symbol, tf, since, limit), this.o.readRetry);
+      },
+      ...(watch !== undefined ? { watchBars: (symbol: string, tf: string, l: Parameters<NonNullable<BrokerBarSource['watchBars']>>[2]) => watch(symbol, tf, l) } : {}),
+    };
   }
 
   async connect(): Promise<void> {

@@ -100,7 +100,26 @@ export interface VenueClient {
   /** Signed position per symbol asked for (0 when flat). */
   fetchPositions(symbols: readonly string[]): Promise<Map<string, number>>;
   fetchBalance(): Promise<VenueBalance>;
-  /** Closed bars oldest first, from `since` (epoch ms, inclusive). */
+  /** Bars oldest first, from `since` (epoch ms, inclusive); the last may be the bar still open (ccxt). */
   fetchBars?(symbol: string, timeframe: string, since: number, limit: number): Promise<Bar[]>;
+  /** A timeframe's length in ms; throws VenueError `rejected` naming it when the venue has no such timeframe. */
+  timeframeMs?(timeframe: string): number;
+  /** Most bars one history request returns (a page). */
+  readonly barPageLimit?: number;
+  /**
+   * Live bars over the venue's stream, when the adapter has one: every update of a bar (the open one
+   * included) goes to `onBar`; `onDown` when the stream dropped (it reconnects by itself with backoff).
+   */
+  watchBars?(symbol: string, timeframe: string, listener: BarStreamListener): BarSubscription;
   close?(): Promise<void>;
+}
+
+export interface BarStreamListener {
+  onBar(bar: Bar): void;
+  onDown(reason: string): void;
+  onUp?(): void;
+}
+
+export interface BarSubscription {
+  close(): void;
 }

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { WebSocket } from 'ws';
 import { EmulatorServer, type Answer, type Fault, type Routed } from '../http-util.js';
 
 /**
@@ -7,7 +8,9 @@ import { EmulatorServer, type Answer, type Fault, type Routed } from '../http-ut
  * `recvWindow` (-1022, -1021), `X-MBX-APIKEY` (-2015), LOT_SIZE / PRICE_FILTER / NOTIONAL filters (-1013),
  * client ids unique among OPEN orders only (-2010 "Duplicate order sent."; a filled order's id is taken
  * again), -2013 "Order does not exist.", -2011 "Unknown order sent.", a spot buy's commission in the base
- * asset, klines that include the bar still open.
+ * asset, klines that include the bar still open. Market streams (`/ws`, `/ws/<n>`): `SUBSCRIBE` /
+ * `UNSUBSCRIBE` requests answered `{ result: null, id }`, `<symbol>@kline_<interval>` events: the bar's last
+ * update with `x: true` at its close, then the new bar's first with `x: false` (same values as `klines`).
  */
 export interface BinanceMarketSpec {
   symbol: string;
@@ -87,7 +90,11 @@ export class BinanceEmulator {
     for (const m of o.markets ?? DEFAULT_BINANCE_MARKETS) this.markets.set(m.symbol, { ...m });
     for (const [k, v] of Object.entries(o.balances ?? { USDT: 1_000_000 })) this.balances.set(k, v);
     this.server = new EmulatorServer((r) => this.route(r));
+    this.server.onStream((ws) => this.stream(ws));
   }
+
+  /** Kline events sent over the streams so far. */
+  klineEvents = 0;
 
   async start(port = 0): Promise<string> {
     this.port = await this.server.listen(port);
@@ -100,7 +107,8 @@ export class BinanceEmulator {
 
   /** ccxt `urls` for a broker config pointing at this emulator. */
   get ccxtUrls(): Record<string, unknown> {
-    return { api: { public: `${this.url}/api/v3`, private: `${this.url}/api/v3` } };
+    const ws = `ws://127.0.0.1:${this.port}/ws`;
+    return { api: { public: `${this.url}/api/v3`, private: `${this.url}/api/v3`, ws: { spot: ws, margin: ws } } };
   }
 
   inject(fault: Fault): void {
@@ -237,11 +245,66 @@ export class BinanceEmulator {
     const end = q.has('endTime') ? Math.min(Number(q.get('endTime')), open) : open;
     const rows: unknown[] = [];
     for (; start <= end && rows.length < limit; start += ms) {
-      const c = barPrice(m.price, start);
-      const o = barPrice(m.price, start - ms);
-      rows.push([start, s8(o), s8(Math.max(o, c) * 1.001), s8(Math.min(o, c) * 0.999), s8(c), '1.00000000', start + ms - 1, s8(c), 10, '0.5', s8(c / 2), '0']);
+      const k = kline(m.price, start, ms);
+      rows.push([start, k.o, k.h, k.l, k.c, k.v, start + ms - 1, k.c, 10, '0.5', s8(Number(k.c) / 2), '0']);
     }
     return ok(rows);
+  }
+
+  /** One market-stream connection: SUBSCRIBE / UNSUBSCRIBE, kline events at each bar boundary. */
+  private stream(ws: WebSocket): void {
+    const subs = new Map<string, NodeJS.Timeout>();
+    const send = (x: unknown) => {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(x));
+    };
+    const event = (m: BinanceMarketSpec, interval: string, ms: number, start: number, closed: boolean) => {
+      const k = kline(m.price, start, ms);
+      this.klineEvents++;
+      send({ e: 'kline', E: Date.now(), s: m.symbol, k: { t: start, T: start + ms - 1, s: m.symbol, i: interval, f: 1, L: 10, o: k.o, c: k.c, h: k.h, l: k.l, v: k.v, n: 10, x: closed, q: s8(Number(k.c)), V: '0.5', Q: s8(Number(k.c) / 2), B: '0' } });
+    };
+    const subscribe = (name: string): boolean => {
+      const sub = /^([a-z0-9]+)@kline_(\w+)$/.exec(name);
+      const m = sub === null ? undefined : [...this.markets.values()].find((x) => x.symbol.toLowerCase() === sub[1]);
+      const ms = sub === null ? undefined : intervalMs(sub[2]!);
+      if (m === undefined || ms === undefined || subs.has(name)) return m !== undefined && ms !== undefined;
+      const tick = () => {
+        const now = Date.now();
+        const open = Math.floor(now / ms) * ms;
+        event(m, sub![2]!, ms, open - ms, true);
+        event(m, sub![2]!, ms, open, false);
+        subs.set(name, setTimeout(tick, open + ms - Date.now()));
+      };
+      const now = Date.now();
+      event(m, sub![2]!, ms, Math.floor(now / ms) * ms, false);
+      subs.set(name, setTimeout(tick, Math.floor(now / ms) * ms + ms - now));
+      return true;
+    };
+    ws.on('message', (data) => {
+      let req: { method?: unknown; params?: unknown; id?: unknown };
+      try {
+        req = JSON.parse(String(data)) as typeof req;
+      } catch {
+        return send({ error: { code: 3, msg: 'Invalid JSON: expected value at line 1 column 1' } });
+      }
+      const params = Array.isArray(req.params) ? req.params.map(String) : [];
+      if (req.method === 'SUBSCRIBE') {
+        if (!params.every(subscribe)) return send({ error: { code: 2, msg: `Invalid request: unknown stream ${params.join(',')}` }, id: req.id });
+        return send({ result: null, id: req.id });
+      }
+      if (req.method === 'UNSUBSCRIBE') {
+        for (const p of params) {
+          clearTimeout(subs.get(p));
+          subs.delete(p);
+        }
+        return send({ result: null, id: req.id });
+      }
+      if (req.method === 'LIST_SUBSCRIPTIONS') return send({ result: [...subs.keys()], id: req.id });
+      send({ error: { code: 2, msg: `Invalid request: unknown method ${String(req.method)}` }, id: req.id });
+    });
+    ws.on('close', () => {
+      for (const t of subs.values()) clearTimeout(t);
+      subs.clear();
+    });
   }
 
   private newOrder(p: URLSearchParams): Answer {
@@ -411,6 +474,13 @@ export function intervalMs(interval: string): number | undefined {
   const m = /^(\d+)([smhd])$/.exec(interval);
   if (m === null) return undefined;
   return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** The kline opening at `start` (REST and stream give the same values). */
+export function kline(base: number, start: number, ms: number): { o: string; h: string; l: string; c: string; v: string } {
+  const c = barPrice(base, start);
+  const o = barPrice(base, start - ms);
+  return { o: s8(o), h: s8(Math.max(o, c) * 1.001), l: s8(Math.min(o, c) * 0.999), c: s8(c), v: '1.00000000' };
 }
 
 /** A deterministic price around `base` for the bar opening at `t`. */
