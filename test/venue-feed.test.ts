@@ -70,7 +70,7 @@ test.serial('Binance 1s venue feed over the kline stream: a dropped stream that 
   t.true(feed.stats.historyRequests > historyBefore);
   t.true(em.server.streamConnections >= 2, 'reconnected');
   const times = run.steps.map((b) => b[0]!.time);
-  t.true(times.length >= 10);
+  t.true(times.length >= 6, `${times.length} steps`);
   assertContiguous(t, times, 1000);
   // Each step has both symbols' bar of that time, with the venue's values, closed when stepped.
   for (const bars of run.steps) {

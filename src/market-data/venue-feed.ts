@@ -123,11 +123,15 @@ export class VenueFeed implements Feed {
     if (this.#started && !this.#fetching) this.#schedule();
   }
 
+  /** Stops polling and the streams (a paused or stopped runner); the next `next()` starts them again from what is known. */
   close(): void {
     this.#closed = true;
+    this.#started = false;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     for (const s of this.#subs.splice(0)) s.close();
+    this.#streamUp.clear();
+    this.#open.clear();
   }
 
   /** The earliest buffered time every symbol is known up to, at or after `#from`. */
@@ -144,8 +148,9 @@ export class VenueFeed implements Feed {
   }
 
   #start(): void {
-    if (this.#started || this.#closed) return;
+    if (this.#started) return;
     this.#started = true;
+    this.#closed = false;
     const watch = this.o.source.watchBars?.bind(this.o.source);
     if (watch !== undefined) {
       for (const symbol of this.symbols) {

@@ -3,7 +3,7 @@ import type { SessionRunner } from './session-runner.js';
 import { StepScheduler } from './step-scheduler.js';
 
 /** What reading a due step's bars gave: bars pending for the step, or the end of a replay feed. @internal */
-export type TakeBars = 'ready' | 'exhausted';
+export type TakeBars = 'ready' | 'exhausted' | 'idle';
 
 /**
  * When each runner steps, and on which bars. One timer (a min-heap of due times, StepScheduler) for all
@@ -14,6 +14,8 @@ export type TakeBars = 'ready' | 'exhausted';
  */
 export class RunnerClock {
   readonly #scheduler: StepScheduler<SessionRunner>;
+  /** Runners whose feed wakes them when its bars arrive (venue feeds). */
+  readonly #woken = new WeakSet<SessionRunner>();
 
   constructor(
     private readonly o: ResolvedRunnerOptions,
@@ -26,11 +28,19 @@ export class RunnerClock {
   /** Schedules the runner's next step (nothing when it is not running, its feed ended or the service closes). */
   schedule(r: SessionRunner): void {
     if (this.isClosing() || r.status !== 'running' || r.feedExhausted) return;
+    if (r.feed.onReady !== undefined && !this.#woken.has(r)) {
+      this.#woken.add(r);
+      r.feed.onReady(() => {
+        if (!this.isClosing() && r.status === 'running' && !r.inFlight && r.pending === undefined && !r.venueHold) this.#scheduler.schedule(r, Math.max(Date.now(), r.retryAt));
+      });
+    }
     this.#scheduler.schedule(r, Math.max(this.dueOf(r), r.retryAt));
   }
 
+  /** No more steps until scheduled again; a venue feed stops polling meanwhile (it catches up when next asked). */
   cancel(r: SessionRunner): void {
     this.#scheduler.cancel(r);
+    r.feed.close?.();
   }
 
   close(): void {
@@ -51,7 +61,7 @@ export class RunnerClock {
 
   /**
    * The bars of the runner's due step, read from its feed into `r.pending` unless a retried step's are
-   * already there. 'exhausted': a replay feed has no more bars.
+   * already there. 'exhausted': a replay feed has no more bars. 'idle': a venue feed has no closed bar due yet.
    */
   takeBars(r: SessionRunner): TakeBars {
     if (r.pending !== undefined) return 'ready';
@@ -59,6 +69,11 @@ export class RunnerClock {
     const dueAt = this.dueOf(r);
     const bars = r.feed.next();
     if (bars === null) return 'exhausted';
+    // A venue feed with no closed bar due yet: nothing to step, asked again at the next wake or interval.
+    if (bars.length === 0) {
+      r.lastDueAt = dueAt;
+      return 'idle';
+    }
     r.pending = { bars, cursorAfter: r.feed.cursor, dueAt, shown: false };
     r.lastDueAt = dueAt;
     return 'ready';

@@ -37,7 +37,7 @@ export async function buildRunner(
   // A phase per session (from its id) inside the bar interval: sessions started together do not all
   // become due at the same instant, so load is smooth instead of one burst per interval.
   const startTime = record?.startTime ?? (barMs === undefined ? now : now - (fnv1a(session.id) % barMs));
-  const feed: Feed = await loadFeed(config, session.symbols, { startTime, files: o.barFiles });
+  const feed: Feed = await loadFeed(config, session.symbols, { startTime, files: o.barFiles, venue: broker.bars, logger: o.logger });
   const at = o.now().toISOString();
   const rec: RunnerStateRecord = record ?? {
     sessionId: session.id,

@@ -129,7 +129,8 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   async checkStart(config: Pick<Session, 'id' | 'feed' | 'symbols'> & { brokerId?: string }): Promise<void> {
     // A live venue's session trades only the venue's markets (VALIDATION_ERROR naming the symbol).
     if (config.brokerId !== undefined) await this.o.brokers.get(config.brokerId).validateSymbols?.(config.symbols);
-    await loadFeed(feedConfigOf(config, this.o.defaultBarIntervalMs), config.symbols, { files: this.o.barFiles, startTime: 0 });
+    const venue = config.brokerId !== undefined ? this.o.brokers.get(config.brokerId).bars : undefined;
+    await loadFeed(feedConfigOf(config, this.o.defaultBarIntervalMs), config.symbols, { files: this.o.barFiles, startTime: 0, venue });
   }
 
   async start(session: Session): Promise<void> {
@@ -235,6 +236,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
       for (const r of this.runners.values()) {
         r.status = 'closed';
         r.epoch++;
+        r.feed.close?.();
       }
       await Promise.allSettled([...this.pipeline.active]);
       for (const r of this.runners.values()) this.commits.commitHeldBack(r);

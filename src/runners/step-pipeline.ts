@@ -152,12 +152,13 @@ export class StepPipeline {
   private async prepareBatch(batch: SessionRunner[]): Promise<Prepared[]> {
     const { commits, router, clock } = this.c;
     const ready: SessionRunner[] = [];
+    const idle: SessionRunner[] = [];
     for (const r of batch) {
       if (r.status !== 'running' || r.inFlight || r.definition === undefined) continue;
-      if (clock.takeBars(r) === 'exhausted') {
-        this.failures.exhausted(r);
-        continue;
-      }
+      const taken = clock.takeBars(r);
+      if (taken === 'exhausted') this.failures.exhausted(r);
+      if (taken === 'idle') idle.push(r);
+      if (taken !== 'ready') continue;
       ready.push(r);
     }
     // A simulated broker does its work when called: calling it for the whole batch inside one transaction
@@ -186,7 +187,8 @@ export class StepPipeline {
       });
     });
     // Live venues: fills and states of open orders, asked before the strategy sees its book.
-    await Promise.all(ready.filter((r) => !r.broker.simulated && !failed.has(r)).map((r) => this.venues.poll(r)));
+    // Also between a venue feed's bars (idle): a 1m feed must not leave fills unseen for a minute.
+    await Promise.all([...ready.filter((r) => !failed.has(r)), ...idle].filter((r) => !r.broker.simulated).map((r) => this.venues.poll(r)));
     const prepared: Prepared[] = [];
     for (const r of ready) {
       if (failed.has(r) || r.status !== 'running') continue;

@@ -91,10 +91,10 @@ export class CcxtVenueClient implements VenueClient {
       close: () => {
         stream.listeners.delete(listener);
         if (stream.listeners.size > 0 || stream.stopped) return;
+        // The loop ends at its next update. No unWatchOHLCV: ccxt 4.5 sends it without handling a socket
+        // closed meanwhile (an unhandled rejection); the subscription ends with the connection.
         stream.stopped = true;
         this.streams.delete(key);
-        const ex = this.ex as unknown as { unWatchOHLCV?: (s: string, tf: string) => Promise<unknown> };
-        void ex.unWatchOHLCV?.(symbol, timeframe).catch(() => undefined);
       },
     };
   }
