@@ -250,6 +250,23 @@ export function buildProgram(
       await watch(sessionId, o.max !== undefined ? { max: positiveInt(o.max, '--max') } : {});
     });
 
+  program
+    .command('data')
+    .description('market data')
+    .command('download')
+    .description("a broker's bars (closed ones, paged through its history) in the replay CSV format")
+    .requiredOption('--broker <id>', 'a broker of the daemon config (credentials from the environment)')
+    .requiredOption('--symbol <symbol>', 'a market of the broker, e.g. BTC/USDT or AAPL')
+    .requiredOption('--timeframe <tf>', 'a timeframe of the broker: 1s (where it has it), 1m, 5m, 1h, 1d')
+    .requiredOption('--from <time>', 'first bar time, ISO-8601 or epoch ms (inclusive)')
+    .requiredOption('--to <time>', 'end, ISO-8601 or epoch ms (exclusive)')
+    .requiredOption('--out <file>', 'the CSV file to write')
+    .option('--force', 'replace an existing file')
+    .action(async (o: { broker: string; symbol: string; timeframe: string; from: string; to: string; out: string; force?: boolean }) => {
+      const { runDataDownload } = await import('./data-download.js');
+      await runDataDownload({ ...o, json: Boolean(program.opts<GlobalOptions>().json) });
+    });
+
   return program;
 }
 
