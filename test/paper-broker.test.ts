@@ -363,3 +363,52 @@ test('the registry finds registered brokers and refuses unknown ids with BROKER_
   t.true(registry.unregister('paper'));
   t.false(registry.has('paper'));
 });
+
+test('bars without an order to fill write nothing; the marks are written at close', async (t) => {
+  const { db, broker } = setup(t);
+  const marks = () => (db.prepare('SELECT COUNT(*) AS n FROM paper_marks').get() as { n: number }).n;
+  const before = db.prepare('SELECT total_changes() AS n').pluck().get() as number;
+  for (let i = 0; i < 20; i++) await broker.onBar(bar(i, 100 + i), 's1');
+  t.is(db.prepare('SELECT total_changes() AS n').pluck().get() as number, before, 'no row changed by 20 bars');
+  t.is(marks(), 0);
+  await broker.close();
+  t.deepEqual(db.prepare('SELECT scope, symbol, bar_time, price FROM paper_marks').all(), [{ scope: 's1', symbol: 'AAPL', bar_time: DAY + 19 * MIN, price: 120 }]);
+});
+
+test('a crash with open orders and a position: a new PaperBroker has the same book and fills the next bars as the first would have', async (t) => {
+  // The same trading on two databases; one broker is abandoned without close (a crash) and replaced.
+  const scenario = async (broker: PaperBroker) => {
+    await broker.onBar(bar(0, 100), 's1');
+    await broker.submit(req({ clientOrderId: 'a', qty: 10 }));
+    await broker.onBar(bar(1, 100), 's1'); // a fills
+    await broker.submit(req({ clientOrderId: 'open-limit', type: 'limit', limitPrice: 95 }));
+    await broker.submit(req({ clientOrderId: 'pending-sell', side: 'sell', qty: 4 }));
+    await broker.submit(req({ clientOrderId: 'other-session', sessionId: 's2', qty: 1 }));
+  };
+  const book = async (b: PaperBroker) => ({
+    orders: await Promise.all(['a', 'open-limit', 'pending-sell', 'other-session'].map((id) => b.getOrder(id))),
+    positions: (await b.positions('acc')).map((p) => ({ symbol: p.symbol, qty: p.qty, avgPrice: p.avgPrice, realizedPnl: p.realizedPnl })),
+    cash: (await b.account('acc')).cash,
+  });
+  const control = setup(t);
+  await scenario(control.broker);
+  const crashed = setup(t);
+  await scenario(crashed.broker);
+  // No close: nothing is flushed. A second connection, as a restarted daemon opens.
+  const db2 = openDatabase(crashed.file);
+  t.teardown(() => db2.close());
+  const restarted = new PaperBroker(db2, { now: () => new Date(DAY) });
+  t.deepEqual(await book(restarted), await book(control.broker));
+  // The bar the open orders were decided on fills none of them after the restart either; later bars do.
+  t.deepEqual(await restarted.onBar(bar(1, 100), 's1'), await control.broker.onBar(bar(1, 100), 's1'));
+  const next = bar(2, 96, { low: 94, high: 97 });
+  const [a, b] = [await restarted.onBar(next, 's1'), await control.broker.onBar(next, 's1')];
+  t.deepEqual(
+    a.map((e) => [e.order.clientOrderId, e.order.status, e.fill?.price]),
+    b.map((e) => [e.order.clientOrderId, e.order.status, e.fill?.price]),
+  );
+  t.deepEqual(a.map((e) => e.order.clientOrderId), ['open-limit', 'pending-sell']);
+  t.deepEqual(await restarted.onBar(bar(2, 96), 's2'), await control.broker.onBar(bar(2, 96), 's2'));
+  t.deepEqual(await book(restarted), await book(control.broker));
+  t.like((await restarted.positions('acc'))[0], { qty: 17 });
+});

@@ -135,6 +135,8 @@ export interface Broker {
   readonly bars?: BrokerBarSource | undefined;
   /** Releases what the adapter holds; idempotent. */
   close?(): Promise<void>;
+  /** A broker that keeps state in memory (the paper broker): reread it from the database, after a storage fault rolled writes back. */
+  reload?(): void;
 }
 
 /** A venue's bars: history pages and, where the adapter uses one, a stream of bar updates. */

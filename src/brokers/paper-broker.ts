@@ -203,8 +203,7 @@ export class PaperBroker implements Broker {
     getOrder: Statement<[string, string], PaperOrderRow>;
     nextSeq: Statement<[string], { seq: number }>;
     insertOrder: Statement<[PaperOrderRow]>;
-    openOrdersForSymbol: Statement<[string, string], PaperOrderRow>;
-    openOrdersForScope: Statement<[string, string, string], PaperOrderRow>;
+    openOrders: Statement<[string], PaperOrderRow>;
     fillOrder: Statement<{ broker_id: string; client_order_id: string; status: string; filled_qty: number; avg_fill_price: number; updated_at: string }>;
     cancelOrder: Statement<[string, string, string, string]>;
     rejectOrder: Statement<[string, string, string, string]>;
@@ -217,12 +216,19 @@ export class PaperBroker implements Broker {
     accountPositions: Statement<[string, string], PaperPositionRow>;
     upsertPosition: Statement<[string, string, string, number, number, number, number, string]>;
     markPositions: Statement<[number, string, string]>;
-    lastBarTime: Statement<[string, string, string], { t: number | null }>;
-    lastMark: Statement<[string, string, string], { price: number }>;
-    openBuysOfAccount: Statement<[string, string], PaperOrderRow>;
-    openSellQty: Statement<[string, string, string], { q: number }>;
+    marks: Statement<[string], { scope: string; symbol: string; bar_time: number; price: number }>;
     upsertMark: Statement<[string, string, string, number, number]>;
   };
+  /** Open orders (accepted, partially filled) by client order id, in seq order: the bars' hot path reads no SQLite. */
+  private readonly open = new Map<string, ParsedOrderRow>();
+  /** The same open orders by `session\0symbol`, in seq order. */
+  private readonly openByScope = new Map<string, Map<string, ParsedOrderRow>>();
+  /** The last bar seen per symbol and market scope ('' = shared, else a session id); written at close. */
+  private readonly marks = new Map<string, Map<string, { t: number; price: number }>>();
+  /** The last close that moved a mark per symbol: what positions are marked at (written at close). */
+  private readonly symbolPrice = new Map<string, number>();
+  private readonly dirtyMarks = new Set<string>();
+  private lastSeq = 0;
   private closePromise: Promise<void> | undefined;
 
   constructor(
@@ -249,13 +255,9 @@ export class PaperBroker implements Broker {
         INSERT INTO paper_orders (${ORDER_COLUMNS})
         VALUES (@broker_id, @client_order_id, @seq, @account_id, @session_id, @symbol, @side, @qty, @type, @limit_price,
           @status, @filled_qty, @avg_fill_price, @reason, @after_bar_time, @created_at, @updated_at)`),
-      openOrdersForSymbol: db.prepare(`
+      openOrders: db.prepare(`
         SELECT ${ORDER_COLUMNS} FROM paper_orders
-        WHERE broker_id = ? AND symbol = ? AND status IN ('accepted','partially_filled') ORDER BY seq`),
-      // A session's own bars fill only its own orders: looked up by session, not read and filtered per bar.
-      openOrdersForScope: db.prepare(`
-        SELECT ${ORDER_COLUMNS} FROM paper_orders
-        WHERE broker_id = ? AND session_id = ? AND symbol = ? AND status IN ('accepted','partially_filled') ORDER BY seq`),
+        WHERE broker_id = ? AND status IN ('accepted','partially_filled') ORDER BY seq`),
       fillOrder: db.prepare(`
         UPDATE paper_orders SET status = @status, filled_qty = @filled_qty, avg_fill_price = @avg_fill_price, updated_at = @updated_at
         WHERE broker_id = @broker_id AND client_order_id = @client_order_id`),
@@ -283,21 +285,26 @@ export class PaperBroker implements Broker {
         ON CONFLICT (broker_id, account_id, symbol) DO UPDATE SET qty = excluded.qty, avg_price = excluded.avg_price,
           realized_pnl = excluded.realized_pnl, last_price = excluded.last_price, updated_at = excluded.updated_at`),
       markPositions: db.prepare('UPDATE paper_positions SET last_price = ? WHERE broker_id = ? AND symbol = ?'),
-      lastBarTime: db.prepare(`
-        SELECT MAX(bar_time) AS t FROM paper_marks WHERE broker_id = ? AND symbol = ? AND scope IN ('', ?)`),
-      lastMark: db.prepare(`
-        SELECT price FROM paper_marks WHERE broker_id = ? AND symbol = ? AND scope IN ('', ?) ORDER BY bar_time DESC LIMIT 1`),
-      openBuysOfAccount: db.prepare(`
-        SELECT ${ORDER_COLUMNS} FROM paper_orders
-        WHERE broker_id = ? AND account_id = ? AND side = 'buy' AND status IN ('accepted','partially_filled') ORDER BY seq`),
-      openSellQty: db.prepare(`
-        SELECT COALESCE(SUM(qty - filled_qty), 0) AS q FROM paper_orders
-        WHERE broker_id = ? AND symbol = ? AND account_id = ? AND side = 'sell' AND status IN ('accepted','partially_filled')`),
+      marks: db.prepare('SELECT scope, symbol, bar_time, price FROM paper_marks WHERE broker_id = ?'),
       upsertMark: db.prepare(`
         INSERT INTO paper_marks (broker_id, scope, symbol, bar_time, price) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (broker_id, scope, symbol) DO UPDATE SET bar_time = excluded.bar_time, price = excluded.price
         WHERE excluded.bar_time >= paper_marks.bar_time`),
     };
+    this.reload();
+    for (const m of this.stmts.marks.all(this.id)) this.setMark(m.scope, m.symbol, m.bar_time, m.price, false);
+  }
+
+  /**
+   * Rereads the open orders and the order sequence from the database: at construction, and after a
+   * storage fault rolled back writes whose effect this broker already holds in memory (the runners call it
+   * before they are rebuilt). Marks stay: they are the last bars seen, not a write that can be undone.
+   */
+  reload(): void {
+    this.open.clear();
+    this.openByScope.clear();
+    for (const raw of this.stmts.openOrders.all(this.id)) this.track(parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`));
+    this.lastSeq = this.stmts.nextSeq.get(this.id)!.seq - 1;
   }
 
   /** The effective options (defaults applied). */
@@ -322,7 +329,7 @@ export class PaperBroker implements Broker {
       }
       const now = this.nowIso();
       let rejection = rejectionReason(request);
-      const seq = this.stmts.nextSeq.get(this.id)!.seq;
+      const seq = this.lastSeq + 1;
       if (rejection === undefined) {
         this.ensureAccount(request.accountId, now);
         rejection = this.moneyRejection(request);
@@ -343,12 +350,16 @@ export class PaperBroker implements Broker {
         avg_fill_price: null,
         reason: rejection ?? null,
         // The order fills on a bar after the last one seen for its symbol in its market: the bar it was decided on never fills it.
-        after_bar_time: this.stmts.lastBarTime.get(this.id, request.symbol, request.sessionId)?.t ?? null,
+        after_bar_time: this.lastBarTime(request.symbol, request.sessionId) ?? null,
         created_at: now,
         updated_at: now,
       };
       this.stmts.insertOrder.run(row);
-      return { order: rowToOrder(parseRow(PaperOrderRowSchema, row, `paper order ${row.client_order_id}`)), brokerOrderId: this.brokerOrderId(seq), duplicate: false };
+      const parsed = parseRow(PaperOrderRowSchema, row, `paper order ${row.client_order_id}`);
+      // Memory follows only once the row is written.
+      this.lastSeq = seq;
+      if (OPEN_STATUSES.has(parsed.status)) this.track(parsed);
+      return { order: rowToOrder(parsed), brokerOrderId: this.brokerOrderId(seq), duplicate: false };
     })();
   }
 
@@ -359,6 +370,7 @@ export class PaperBroker implements Broker {
       if (row === undefined) return undefined;
       if (!OPEN_STATUSES.has(row.status)) return rowToOrder(row);
       this.stmts.cancelOrder.run('cancelled by client', this.nowIso(), this.id, clientOrderId);
+      this.untrack(row);
       return rowToOrder(this.readOrder(clientOrderId)!);
     })();
   }
@@ -413,33 +425,128 @@ export class PaperBroker implements Broker {
     if (scope !== undefined && (typeof scope !== 'string' || scope.length === 0)) {
       throw new ValidationError('scope must be a non-empty string (a session id) or undefined');
     }
-    return this.db.transaction((): BrokerBarEvent[] => {
-      const executions: BrokerBarEvent[] = [];
-      const open = scope === undefined ? this.stmts.openOrdersForSymbol.all(this.id, bar.symbol) : this.stmts.openOrdersForScope.all(this.id, scope, bar.symbol);
-      for (const raw of open) {
-        const row = parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`);
-        if (row.after_bar_time !== null && bar.time <= row.after_bar_time) continue;
-        const price = this.fillPrice(row, bar);
-        if (price === undefined) continue;
-        const refused = this.fillRejection(row, price);
-        if (refused !== undefined) {
-          this.stmts.rejectOrder.run(refused, this.nowIso(), this.id, row.client_order_id);
-          executions.push({ order: rowToOrder(this.readOrder(row.client_order_id)!) });
-          continue;
-        }
-        executions.push(this.fill(row, price, bar));
+    const candidates: ParsedOrderRow[] = [];
+    if (scope === undefined) {
+      for (const row of this.open.values()) if (row.symbol === bar.symbol) candidates.push(row);
+    } else {
+      const own = this.openByScope.get(scopeKey(scope, bar.symbol));
+      if (own !== undefined) candidates.push(...own.values());
+    }
+    const executions: BrokerBarEvent[] = [];
+    const due = candidates.filter((row) => (row.after_bar_time === null || bar.time > row.after_bar_time) && this.fillPrice(row, bar) !== undefined);
+    // No order to fill (nearly every bar): no SQLite at all, only the mark in memory.
+    if (due.length > 0) {
+      try {
+        this.db.transaction(() => {
+          for (const row of due) {
+            const price = this.fillPrice(row, bar)!;
+            const refused = this.fillRejection(row, price);
+            if (refused !== undefined) {
+              this.stmts.rejectOrder.run(refused, this.nowIso(), this.id, row.client_order_id);
+              executions.push({ order: rowToOrder(this.readOrder(row.client_order_id)!) });
+            } else {
+              executions.push(this.fill(row, price, bar));
+            }
+            // At once: the next order's checks (open sells) see this one closed, as the database does.
+            this.untrack(row);
+          }
+        })();
+      } catch (err) {
+        // Rolled back: memory goes back to what the database holds.
+        this.reload();
+        throw err;
       }
-      const marked = this.stmts.upsertMark.run(this.id, scope ?? '', bar.symbol, bar.time, bar.close).changes > 0;
-      // A replayed older bar must not move the marks back.
-      if (marked) this.stmts.markPositions.run(bar.close, this.id, bar.symbol);
-      return executions;
-    })();
+    }
+    // A replayed older bar must not move the marks back.
+    this.setMark(scope ?? '', bar.symbol, bar.time, bar.close, true);
+    return executions;
   }
 
-  /** Idempotent; later calls on this broker throw INTERNAL. The database stays open (it is the caller's). */
+  /** Idempotent; writes the marks (last bars seen, positions' last prices); later calls on this broker throw INTERNAL. The database stays open (it is the caller's). */
   close(): Promise<void> {
-    this.closePromise ??= Promise.resolve();
+    if (this.closePromise === undefined) {
+      try {
+        if (this.db.open) this.persistMarks();
+      } catch {
+        // A storage fault at shutdown: the marks of the last clean shutdown stay; the next bars move them.
+      }
+      this.closePromise = Promise.resolve();
+    }
     return this.closePromise;
+  }
+
+  /** Writes the marks changed since the last write, and the positions' last prices. */
+  private persistMarks(): void {
+    if (this.dirtyMarks.size === 0) return;
+    const keys = [...this.dirtyMarks];
+    this.db.transaction(() => {
+      const symbols = new Set<string>();
+      for (const key of keys) {
+        const [scope, symbol] = key.split('\0') as [string, string];
+        const m = this.marks.get(symbol)?.get(scope);
+        if (m === undefined) continue;
+        this.stmts.upsertMark.run(this.id, scope, symbol, m.t, m.price);
+        symbols.add(symbol);
+      }
+      for (const symbol of symbols) {
+        const price = this.symbolPrice.get(symbol);
+        if (price !== undefined) this.stmts.markPositions.run(price, this.id, symbol);
+      }
+    })();
+    for (const key of keys) this.dirtyMarks.delete(key);
+  }
+
+  /** Records a bar as its scope's mark unless an as new or newer one is there. */
+  private setMark(scope: string, symbol: string, time: number, price: number, dirty: boolean): void {
+    let bySymbol = this.marks.get(symbol);
+    if (bySymbol === undefined) this.marks.set(symbol, (bySymbol = new Map()));
+    const m = bySymbol.get(scope);
+    if (m !== undefined && time < m.t) return;
+    if (m === undefined) bySymbol.set(scope, { t: time, price });
+    else {
+      m.t = time;
+      m.price = price;
+    }
+    if (dirty) {
+      this.symbolPrice.set(symbol, price);
+      this.dirtyMarks.add(`${scope}\0${symbol}`);
+    }
+  }
+
+  /** The last bar time seen for a symbol in a market (the shared one and the session's own). */
+  private lastBarTime(symbol: string, scope: string): number | undefined {
+    const bySymbol = this.marks.get(symbol);
+    if (bySymbol === undefined) return undefined;
+    const a = bySymbol.get('')?.t;
+    const b = bySymbol.get(scope)?.t;
+    return a === undefined ? b : b === undefined ? a : Math.max(a, b);
+  }
+
+  /** The close of the latest of those two bars. */
+  private lastMark(symbol: string, scope: string): number | undefined {
+    const bySymbol = this.marks.get(symbol);
+    if (bySymbol === undefined) return undefined;
+    const a = bySymbol.get('');
+    const b = bySymbol.get(scope);
+    if (a === undefined) return b?.price;
+    if (b === undefined) return a.price;
+    return b.t > a.t ? b.price : a.price;
+  }
+
+  private track(row: ParsedOrderRow): void {
+    this.open.set(row.client_order_id, row);
+    const key = scopeKey(row.session_id, row.symbol);
+    let own = this.openByScope.get(key);
+    if (own === undefined) this.openByScope.set(key, (own = new Map()));
+    own.set(row.client_order_id, row);
+  }
+
+  private untrack(row: ParsedOrderRow): void {
+    this.open.delete(row.client_order_id);
+    const key = scopeKey(row.session_id, row.symbol);
+    const own = this.openByScope.get(key);
+    own?.delete(row.client_order_id);
+    if (own?.size === 0) this.openByScope.delete(key);
   }
 
   /** Commission of a fill: per order + bps of its notional (the price includes slippage). */
@@ -456,8 +563,8 @@ export class PaperBroker implements Broker {
     const cost = o.qty * price + this.commission(o.qty, price);
     const cash = this.cashOf(o.accountId);
     let reserved = 0;
-    for (const raw of this.stmts.openBuysOfAccount.all(this.id, o.accountId)) {
-      const r = parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`);
+    for (const r of this.open.values()) {
+      if (r.account_id !== o.accountId || r.side !== 'buy') continue;
       const p = this.estimatePrice(r.symbol, r.session_id, r.limit_price ?? undefined);
       const left = r.qty - r.filled_qty;
       if (p !== undefined) reserved += left * p + this.commission(left, p);
@@ -488,7 +595,9 @@ export class PaperBroker implements Broker {
   }
 
   private openSellQty(accountId: string, symbol: string): number {
-    return this.stmts.openSellQty.get(this.id, symbol, accountId)?.q ?? 0;
+    let q = 0;
+    for (const r of this.open.values()) if (r.account_id === accountId && r.symbol === symbol && r.side === 'sell') q += r.qty - r.filled_qty;
+    return q;
   }
 
   private cashOf(accountId: string): number {
@@ -500,7 +609,7 @@ export class PaperBroker implements Broker {
   private estimatePrice(symbol: string, scope: string, limit: number | undefined): number | undefined {
     const slip = 1 + this.options.slippageBps / 10_000;
     if (limit !== undefined) return limit;
-    const mark = this.stmts.lastMark.get(this.id, symbol, scope)?.price;
+    const mark = this.lastMark(symbol, scope);
     return mark === undefined ? undefined : mark * slip;
   }
 
@@ -552,7 +661,7 @@ export class PaperBroker implements Broker {
     this.stmts.updateCash.run(cash, now, this.id, order.account_id);
 
     const before = this.stmts.getPosition.get(this.id, order.account_id, order.symbol);
-    const position = applyFill(before === undefined ? undefined : rowToPosition(before), { symbol: order.symbol, side: order.side, qty, price, commission });
+    const position = applyFill(before === undefined ? undefined : this.toPosition(before), { symbol: order.symbol, side: order.side, qty, price, commission });
     this.stmts.upsertPosition.run(
       this.id,
       order.account_id,
@@ -576,7 +685,13 @@ export class PaperBroker implements Broker {
   }
 
   private accountPositions(accountId: string): Position[] {
-    return this.stmts.accountPositions.all(this.id, accountId).map((r) => rowToPosition(r));
+    return this.stmts.accountPositions.all(this.id, accountId).map((r) => this.toPosition(r));
+  }
+
+  /** A position row marked at the last close seen in memory (the row's last price is written at close). */
+  private toPosition(row: PaperPositionRow): Position {
+    const price = this.symbolPrice.get(row.symbol);
+    return rowToPosition(price === undefined ? row : { ...row, last_price: price });
   }
 
   private readOrder(clientOrderId: string): ParsedOrderRow | undefined {
@@ -595,6 +710,10 @@ export class PaperBroker implements Broker {
   private assertOpen(): void {
     if (this.closePromise !== undefined) throw new InternalError(`paper broker ${this.id} is closed`);
   }
+}
+
+function scopeKey(sessionId: string, symbol: string): string {
+  return `${sessionId}\0${symbol}`;
 }
 
 /** Why the broker refuses a well-formed request, or undefined when it takes it. */

@@ -13,6 +13,7 @@ import { SessionManager, type TransitionNotice } from '../sessions/session-manag
 import { SessionBook } from '../sessions/session-book.js';
 import { bookQueryHandlers } from '../commands/book-queries.js';
 import { SqliteOrderRepository } from '../persistence/sqlite-order-repository.js';
+import type { RunnerStateRepository } from '../persistence/runner-state-repository.js';
 import { SqliteRunnerStateRepository } from '../persistence/sqlite-runner-state-repository.js';
 import { sessionBars } from './session-bars.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from '../sessions/ports.js';
@@ -46,6 +47,8 @@ export interface TradingWiring {
   close?(): Promise<void>;
   /** After every session is recovered, before commands are consumed and READY (live venues' reconciliation). */
   afterRecover?(): Promise<void>;
+  /** Runner states as the runners hold them (newer than SQLite between two writes); read models use it. @defaultValue SQLite */
+  runnerStates?: Pick<RunnerStateRepository, 'get' | 'equityHistory'>;
 }
 
 export interface DaemonHooks {
@@ -148,7 +151,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     const book = new SessionBook({
       sessions: manager,
       orders: new SqliteOrderRepository(db),
-      runnerStates: new SqliteRunnerStateRepository(db),
+      runnerStates: trading.runnerStates ?? new SqliteRunnerStateRepository(db),
       bars: sessionBars({ defaultBarIntervalMs: config.runners.defaultBarIntervalMs }),
       initialEquity: config.paperBroker.initialCash,
     });

@@ -215,6 +215,8 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
     brokers: services.brokers,
     strategies: services.strategies,
     performance: services.runners,
+    // The book's views read runner states as the runners hold them, not as last written (runners.stateCommitMs).
+    runnerStates: { get: (id) => services.runners.runnerState(id), equityHistory: (id, o) => services.runners.equityHistory(id, o) },
     handlers: { ...orderCommandHandlers(services.runners, new SqliteCommandLog(store)), backtest },
     attach: (m) => {
       manager = m;

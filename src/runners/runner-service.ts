@@ -307,7 +307,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
    * in the persisted fills (tradeCounts).
    */
   performanceOf(session: Session): SessionPerformance {
-    const record = this.o.runnerStates.get(session.id);
+    const record = this.runnerState(session.id);
     if (record === undefined) return { returnPct: 0, maxDrawdownPct: 0, trades: 0 };
     const { closed, open } = tradeCounts(this.o.orders.listFills(session.id));
     return { returnPct: (record.equity / record.initialEquity - 1) * 100, maxDrawdownPct: record.maxDrawdownPct, trades: closed + open };
@@ -321,8 +321,13 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     return this.o.runnerStates.listSignals(sessionId);
   }
 
-  /** The runner's persisted state (strategy state, cursor, equity statistics), or undefined. */
+  /**
+   * The runner's state (strategy state, cursor, equity statistics), or undefined: a live runner's from
+   * memory (runners.stateCommitMs holds its writes back), else as persisted.
+   */
   runnerState(sessionId: string): RunnerStateRecord | undefined {
+    const live = this.runners.get(sessionId);
+    if (live !== undefined && (live.status === 'running' || live.status === 'paused')) return { ...live.record };
     return this.o.runnerStates.get(sessionId);
   }
 

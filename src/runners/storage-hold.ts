@@ -1,3 +1,4 @@
+import type { Broker } from '../brokers/broker.js';
 import { isStorageFault } from '../domain/errors.js';
 import type { Session } from '../domain/session.js';
 import { message, wire } from './runner-errors.js';
@@ -14,6 +15,8 @@ export class StorageHold {
   /** Sessions whose runner is held because SQLite could not write; rebuilt from SQLite once it can. */
   readonly #held = new Set<string>();
   #releaseScheduled = false;
+  /** Brokers of the held runners: those keeping state in memory reread it before the runners are rebuilt. */
+  readonly #brokers = new Set<Broker>();
 
   constructor(
     private readonly c: RunnerContext,
@@ -34,6 +37,7 @@ export class StorageHold {
     const first = this.#held.size === 0;
     for (const r of runners.values()) {
       this.#held.add(r.id);
+      this.#brokers.add(r.broker);
       r.status = 'closed';
       r.epoch++;
       r.inFlight = false;
@@ -59,6 +63,15 @@ export class StorageHold {
     const { o } = this.c;
     this.#releaseScheduled = false;
     if (this.c.closing()) return;
+    // A transaction the fault rolled back may have been applied to a broker's memory already.
+    try {
+      for (const b of this.#brokers) b.reload?.();
+    } catch (err) {
+      // Still not readable: held as before, released at the next chance.
+      if (this.hold(undefined, err)) return;
+      throw err;
+    }
+    this.#brokers.clear();
     const ids = [...this.#held];
     this.#held.clear();
     let restored = 0;
