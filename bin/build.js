@@ -1,8 +1,13 @@
 #!/usr/bin/env node
 // `npm run build` (and `prepare`, so npm install / npm ci build it): emits src, machines and workers to
 // dist/ with tsc (tsconfig.build.json: emit only, no type check, so it runs after npm ci --omit=dev without
-// @types; `npm run typecheck` and `npm test` check types), then writes dist/BUILD_STAMP, which bin/launch.js
-// compares with the sources' mtimes.
+// @types; `npm run typecheck` and `npm test` check types); then bundles each installed command's entry
+// (daemon, sessionctl) with its dependencies into dist/<entry>.bundle.cjs with esbuild, plus V8's code cache
+// for it (bin/bundle-loader.js), so a start reads one file and compiles little; then writes dist/BUILD_STAMP,
+// which bin/launch.js compares with the sources' mtimes.
+// Kept out of the bundles: native better-sqlite3, piscina (it finds its worker file beside itself), and the
+// venue SDKs (ccxt, Alpaca), imported only when a broker of their type is configured. Strategy worker
+// threads run dist/workers (compiled modules), not a bundle.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -10,12 +15,53 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
+/** The installed commands' entries (bin/sessiond.js, bin/sessionctl.js). */
+export const ENTRIES = ['src/daemon/main', 'src/cli/sessionctl'];
+const EXTERNAL = ['better-sqlite3', 'piscina', 'ccxt', '@alpacahq/alpaca-trade-api'];
+
 const started = new Date();
 rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
-const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+const require = createRequire(import.meta.url);
+const tsc = require.resolve('typescript/bin/tsc');
 const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit', cwd: ROOT });
 if (r.status !== 0) process.exit(r.status ?? 1);
 mkdirSync(join(ROOT, 'dist'), { recursive: true });
+
+let esbuild;
+try {
+  esbuild = await import('esbuild');
+} catch {
+  process.stderr.write('build: esbuild is not installed; the commands run the compiled modules (slower to start)\n');
+}
+if (esbuild) {
+  for (const entry of ENTRIES) {
+    // Beside the entry's compiled module, so paths modules compute from import.meta.url (the page's files,
+    // config/default.json, workers/) resolve as they do from dist/src/<dir>/.
+    const outfile = join(ROOT, 'dist', `${entry}.bundle.cjs`);
+    await esbuild.build({
+      entryPoints: [join(ROOT, 'dist', `${entry}.js`)],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      external: EXTERNAL,
+      // Whitespace and syntax only: function and class names stay readable in stack traces and logs.
+      minifyWhitespace: true,
+      minifySyntax: true,
+      keepNames: true,
+      banner: { js: 'const __importMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+      define: { 'import.meta.url': '__importMetaUrl' },
+      logLevel: 'warning',
+    });
+    const c = spawnSync(
+      process.execPath,
+      ['--input-type=module', '-e', `import { writeCodeCache } from ${JSON.stringify(new URL('./bundle-loader.js', import.meta.url).href)}; writeCodeCache(${JSON.stringify(outfile)});`],
+      { stdio: 'inherit', cwd: ROOT },
+    );
+    if (c.status !== 0) process.stderr.write(`build: no code cache for ${entry} (it still runs, compiling at start)\n`);
+  }
+}
 // The stamp carries the time the build STARTED: a source saved while tsc ran counts as newer.
 writeFileSync(join(ROOT, 'dist', 'BUILD_STAMP'), `${started.toISOString()}\n`);
 utimesSync(join(ROOT, 'dist', 'BUILD_STAMP'), started, started);

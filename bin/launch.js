@@ -1,7 +1,9 @@
-// Runs a compiled entry from dist/ when it is built and current, else its TypeScript source through tsx.
+// Runs an entry's main(): its bundle from dist/ when built and current, else its TypeScript source through tsx.
 // "Current": dist/BUILD_STAMP (written by `npm run build`, which `prepare` runs at npm install / npm ci)
 // is newer than every file under src/, machines/ and workers/. So a checkout where someone edited the
 // source after building never runs old code; it only runs slower. SESSIOND_SOURCE=1 forces the source.
+// Order when current: dist/<entry>.bundle.cjs (one file with its dependencies, V8 code cache beside it;
+// see bin/build.js), else the compiled modules dist/<entry>.js (a build made without esbuild).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,13 +40,21 @@ export function distIsCurrent() {
   return newest <= built;
 }
 
-/** Imports dist/<rel>.js when current, else <rel>.ts through tsx. */
+/** Runs main() of dist/<rel>.bundle.cjs or dist/<rel>.js when current, else of <rel>.ts through tsx. */
 export async function launch(rel) {
+  let entry;
   if (distIsCurrent()) {
-    await import(new URL(`../dist/${rel}.js`, import.meta.url).href);
-    return;
+    const bundle = join(ROOT, 'dist', `${rel}.bundle.cjs`);
+    if (existsSync(bundle) && process.env.SESSIOND_BUNDLE !== '0') {
+      const { loadBundle } = await import('./bundle-loader.js');
+      entry = loadBundle(bundle);
+    } else {
+      entry = await import(new URL(`../dist/${rel}.js`, import.meta.url).href);
+    }
+  } else {
+    const { register } = await import('tsx/esm/api');
+    register();
+    entry = await import(new URL(`../${rel}.ts`, import.meta.url).href);
   }
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import(new URL(`../${rel}.ts`, import.meta.url).href);
+  await entry.main();
 }

@@ -1,13 +1,15 @@
 import type { Db } from '../persistence/database.js';
-import { AlpacaVenueClient } from './alpaca/alpaca-client.js';
 import { credential, type BrokerConfig, type BrokersConfig } from './broker-config.js';
 import { CcxtVenueClient, createCcxtExchange, loadCcxt, type CcxtModule } from './ccxt/ccxt-client.js';
 import { VenueBroker, type VenueBrokerLogger } from './venue/venue-broker.js';
 import type { VenueClient } from './venue/venue-client.js';
 import { SqliteVenueOrderStore } from './venue/venue-order-store.js';
 
+/** The Alpaca client module, imported only when an alpaca broker is configured (its SDK costs ~0.3 s to load). */
+export type AlpacaModule = typeof import('./alpaca/alpaca-client.js');
+
 /** The venue client of one broker definition, credentials read from the environment. */
-export function createVenueClient(id: string, b: BrokerConfig, env: NodeJS.ProcessEnv, ccxt: CcxtModule | undefined): VenueClient {
+export function createVenueClient(id: string, b: BrokerConfig, env: NodeJS.ProcessEnv, ccxt: CcxtModule | undefined, alpaca?: AlpacaModule): VenueClient {
   if (b.type === 'ccxt') {
     if (ccxt === undefined) throw new Error('createVenueClient: the ccxt module is not loaded');
     return new CcxtVenueClient(
@@ -25,7 +27,8 @@ export function createVenueClient(id: string, b: BrokerConfig, env: NodeJS.Proce
       ccxt,
     );
   }
-  return new AlpacaVenueClient({
+  if (alpaca === undefined) throw new Error('createVenueClient: the alpaca client module is not loaded');
+  return new alpaca.AlpacaVenueClient({
     paper: b.paper,
     keyId: credential(env, id, b.keyIdEnv),
     secretKey: credential(env, id, b.secretKeyEnv),
@@ -40,7 +43,8 @@ export function createVenueClient(id: string, b: BrokerConfig, env: NodeJS.Proce
 export async function createVenueBrokers(brokers: BrokersConfig, db: Db, o: { env?: NodeJS.ProcessEnv; logger?: VenueBrokerLogger } = {}): Promise<VenueBroker[]> {
   const store = new SqliteVenueOrderStore(db);
   const ccxt = Object.values(brokers).some((b) => b.type === 'ccxt') ? await loadCcxt() : undefined;
+  const alpaca = Object.values(brokers).some((b) => b.type === 'alpaca') ? await import('./alpaca/alpaca-client.js') : undefined;
   return Object.entries(brokers).map(
-    ([id, b]) => new VenueBroker(id, createVenueClient(id, b, o.env ?? process.env, ccxt), store, { clientIdPrefix: b.clientIdPrefix, logger: o.logger }),
+    ([id, b]) => new VenueBroker(id, createVenueClient(id, b, o.env ?? process.env, ccxt, alpaca), store, { clientIdPrefix: b.clientIdPrefix, logger: o.logger }),
   );
 }

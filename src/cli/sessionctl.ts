@@ -5,6 +5,7 @@ import { SessiondError } from '../domain/errors.js';
 import { record, table } from './format.js';
 import { renderFills, renderHistory, renderLiveEvent, renderOrders, renderPnl, renderPositions } from './book-format.js';
 import { watchLive } from './watch.js';
+import { isEntry } from '../daemon/entry.js';
 
 /** Exit statuses: the contract scripts rely on. */
 export const EXIT = { OK: 0, REJECTED: 1, USAGE: 2, TIMEOUT: 3 } as const;
@@ -331,4 +332,14 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await run(process.argv.slice(2));
+/** The program: what bin/sessionctl.js calls (importing this module runs nothing). */
+export async function main(): Promise<void> {
+  process.exitCode = await run(process.argv.slice(2));
+}
+
+if (isEntry(import.meta.url)) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

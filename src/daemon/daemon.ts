@@ -68,7 +68,18 @@ export interface DaemonHooks {
   inspect?: (event: InspectionEvent) => void;
   /** Another daemon took the queue lease. @defaultValue exit the process with status 1 (systemd restarts it) */
   onLeaseLost?: () => void;
+  /**
+   * Called once SQLite, Redis, the lease, the manager and the book exist, before sessions are recovered (the
+   * daemon's HTTP side starts here, so /readyz answers 503 `recovery` while recovery runs). A throw aborts
+   * the start like any other start failure.
+   */
+  beforeRecover?: (d: OpenedDaemon) => Promise<void>;
+  /** At close, after commands are drained and runners stopped, while SQLite is still open (the webhook outbox). */
+  beforeDatabaseClose?: () => Promise<void>;
 }
+
+/** What exists before recovery: enough to serve reads (HTTP) while sessions come back. */
+export type OpenedDaemon = Pick<Daemon, 'config' | 'db' | 'store' | 'manager' | 'redis' | 'redisUrl' | 'book' | 'storage'>;
 
 export interface Daemon {
   config: Readonly<Config>;
@@ -155,6 +166,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       bars: sessionBars({ defaultBarIntervalMs: config.runners.defaultBarIntervalMs }),
       initialEquity: config.paperBroker.initialCash,
     });
+    await hooks.beforeRecover?.({ config, db, store, manager, redis, redisUrl: ensured.url, book, storage });
     const { recovered, ms } = await manager.recover();
     logger.info({ recovered, ms: Number(ms.toFixed(1)) }, 'sessions recovered');
     await trading.afterRecover?.();
@@ -207,6 +219,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
           await l.release();
           r.disconnect();
           await e.embedded?.stop();
+          await hooks.beforeDatabaseClose?.().catch((err: unknown) => logger.warn({ err }, 'close hook failed'));
           storage.close();
           await checkpointer.close();
           db.close();

@@ -9,11 +9,12 @@ import { CommandClient } from '../commands/command-client.js';
 import { liveChannel } from '../commands/schemas.js';
 import { Alerts } from '../notify/alerts.js';
 import { WebhookNotifier } from '../notify/webhook-notifier.js';
+import { SqliteWebhookOutbox } from '../notify/sqlite-webhook-outbox.js';
 import type { StoredOrder } from '../persistence/order-repository.js';
 import { SqliteOrderRepository } from '../persistence/sqlite-order-repository.js';
 import type { RunnerMetrics } from './daemon.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { startDaemon, type Daemon } from './daemon.js';
+import { startDaemon, type Daemon, type OpenedDaemon } from './daemon.js';
 import { createInspectRelay, type InspectRelay } from './inspect.js';
 import { createLogger } from './logger.js';
 import { RedisNotInstalledError } from './redis-server.js';
@@ -21,10 +22,11 @@ import { LeaseHeldError } from './lease.js';
 import { OwnerLockError } from './owner-lock.js';
 import { SdNotify } from './sd-notify.js';
 import { createTradingWiring } from './trading.js';
+import { isEntry } from './entry.js';
 
 /**
- * The `sessiond` process: config, logger, metrics and live events, daemon (recovery, then commands), HTTP,
- * then READY=1 to systemd. SIGTERM/SIGINT: STOPPING=1, close HTTP, drain the daemon, exit 0.
+ * The `sessiond` process: config, logger, metrics and live events, daemon (HTTP up with /readyz 503
+ * `recovery`, then recovery, then commands), then READY=1 to systemd. SIGTERM/SIGINT: STOPPING=1, close HTTP, drain the daemon, exit 0.
  */
 export async function main(): Promise<void> {
   let config: Readonly<Config>;
@@ -72,6 +74,12 @@ export async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
+  // HTTP starts before recovery (beforeRecover), so /readyz answers 503 `recovery` until every session is back
+  // and the venues are reconciled; `recovery` is what it reports then.
+  const recovery: { done: boolean; detail: string } = { done: false, detail: 'recovering sessions' };
+  let http: HttpServer | undefined;
+  // The page's and the API's writes: submitted to the queue like sessionctl's (only with a token).
+  let commands: CommandClient | undefined;
   let daemon: Daemon;
   try {
     daemon = await startDaemon(config, logger, {
@@ -80,6 +88,19 @@ export async function main(): Promise<void> {
         const orders = new SqliteOrderRepository(ctx.db);
         orderOf = (id) => orders.getByClientId(id);
         return createTradingWiring({ ...ctx, metrics: runnerHooks });
+      },
+      beforeRecover: async (opened) => {
+        // Alerts from here on are stored before they are sent; what a previous run left undelivered is retried.
+        if (notifier.enabled) notifier.attachOutbox(new SqliteWebhookOutbox(opened.db));
+        metrics.setSources({ sessionCounts: sessionCountsFrom(opened.db), book: bookStatsFrom(opened.db, config.metrics.maxSessionLabels) });
+        if (!config.http.enabled) return;
+        commands = config.http.token ? new CommandClient({ redisUrl: opened.redisUrl, queueName: config.queue.name, prefix: config.queue.prefix }) : undefined;
+        try {
+          http = await startHttp(opened, recovery, config, logger, metrics, bus, commands);
+        } catch (err) {
+          logger.fatal({ err, host: config.http.host, port: config.http.port }, 'http server failed to start');
+          throw new HttpStartError();
+        }
       },
       onTransition: (n) => {
         metrics.transition(n.transition);
@@ -90,10 +111,15 @@ export async function main(): Promise<void> {
         alerts.outcome(o);
       },
       onWrite: (ms) => metrics.sqliteWrite(ms),
+      // The last alerts (daemon_stopping, any from the drain) get their grace while the outbox can still record them.
+      beforeDatabaseClose: () => notifier.close(),
       ...(relay ? { inspect: (e) => relay.inspect(e) } : {}),
     });
   } catch (err) {
+    await http?.close().catch(() => undefined);
+    await commands?.close();
     relay?.close();
+    if (err instanceof HttpStartError) process.exit(1);
     if (err instanceof RedisNotInstalledError) {
       process.stderr.write(`sessiond: ${err.message}\n`);
       process.exit(1);
@@ -107,30 +133,14 @@ export async function main(): Promise<void> {
     process.exit(1);
   }
   const d = daemon;
-  metrics.setSources({
-    sessionCounts: sessionCountsFrom(d.db),
-    queueDepth: () => d.consumer.depth(),
-    book: bookStatsFrom(d.db, config.metrics.maxSessionLabels),
-  });
+  recovery.detail = `${d.recovered} sessions in ${d.recoveryMs.toFixed(1)} ms`;
+  recovery.done = true;
+  metrics.setSources({ queueDepth: () => d.consumer.depth() });
   // `sessionctl watch` reads live events from Redis pub/sub: best effort, never in a command's way.
   const channel = liveChannel(config.queue.prefix, config.queue.name);
   bus.subscribe((e) => {
     d.redis.publish(channel, JSON.stringify(e)).catch(() => undefined);
   });
-
-  let http: HttpServer | undefined;
-  // The page's and the API's writes: submitted to the queue like sessionctl's (only with a token).
-  const commands = config.http.enabled && config.http.token ? new CommandClient({ redisUrl: d.redisUrl, queueName: config.queue.name, prefix: config.queue.prefix }) : undefined;
-  if (config.http.enabled) {
-    try {
-      http = await startHttp(d, config, logger, metrics, bus, commands);
-    } catch (err) {
-      logger.fatal({ err, host: config.http.host, port: config.http.port }, 'http server failed to start');
-      await d.close().catch(() => undefined);
-      relay?.close();
-      process.exit(1);
-    }
-  }
 
   // Only now: `systemctl start` returns and dependent units start once every session is back.
   if (!pendingSignal) {
@@ -166,8 +176,12 @@ export async function main(): Promise<void> {
   if (pendingSignal) stop(pendingSignal);
 }
 
+/** The HTTP side failed to listen (logged already). */
+class HttpStartError extends Error {}
+
 async function startHttp(
-  daemon: Daemon,
+  daemon: OpenedDaemon,
+  recovery: { readonly done: boolean; readonly detail: string },
   config: Readonly<Config>,
   logger: Logger,
   metrics: Metrics,
@@ -191,7 +205,7 @@ async function startHttp(
       commands,
       readiness: () =>
         readiness({
-          recovery: () => ({ ok: true, detail: `${daemon.recovered} sessions in ${daemon.recoveryMs.toFixed(1)} ms` }),
+          recovery: () => ({ ok: recovery.done, detail: recovery.detail }),
           redis: redisCheck(daemon.redis),
           sqlite: sqliteCheck(daemon.db, daemon.storage),
         }),
@@ -202,4 +216,11 @@ async function startHttp(
   return http;
 }
 
-await main();
+// Run when this file is the program (`node --import=tsx src/daemon/main.ts`, npm run dev). bin/sessiond.js
+// imports it (or its bundle, see bin/launch.js) and calls main() itself, so importing never starts a daemon.
+if (isEntry(import.meta.url)) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

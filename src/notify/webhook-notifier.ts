@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { NotifyEventType, NotifyPayload } from './events.js';
 
@@ -46,26 +46,90 @@ function redact(url: string): string {
   }
 }
 
+/** A persisted delivery: one alert for one webhook. */
+export interface OutboxRow {
+  id: number;
+  alertId: string;
+  event: string;
+  /** The exact JSON body POSTed (and signed). */
+  body: string;
+  /** Attempts made so far. */
+  attempts: number;
+  /** Epoch ms before which it is not attempted again (the backoff, kept across a restart). */
+  nextAt: number;
+}
+
+/** Where undelivered alerts wait (SQLite: src/notify/sqlite-webhook-outbox.ts), per webhook key. */
+export interface OutboxStore {
+  add(webhook: string, row: Omit<OutboxRow, 'id'>): number;
+  attempted(id: number, attempts: number, nextAt: number, error: string): void;
+  remove(id: number): void;
+  /** Oldest first. */
+  pending(webhook: string): OutboxRow[];
+}
+
+/** The key a webhook's deliveries are stored under: a hash of its URL (a URL may carry a token). */
+export function webhookKey(url: string): string {
+  return createHash('sha256').update(url).digest('hex').slice(0, 32);
+}
+
+interface Item {
+  body: string;
+  alertId: string;
+  event: string;
+  attempt: number;
+  nextAt: number;
+  /** Set once the item is in the store. */
+  rowId?: number | undefined;
+}
+
+type OutboxOptions = Required<Omit<WebhookNotifierOptions, 'webhooks' | 'onDelivery' | 'logger'>> & Pick<WebhookNotifierOptions, 'onDelivery' | 'logger'>;
+
 /** One webhook's outbox: alerts are sent one at a time, in order, each retried with backoff. */
 class Outbox {
-  private readonly pending: { body: string; attempt: number }[] = [];
+  private pending: Item[] = [];
   private running: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
+  private store: OutboxStore | undefined;
+  readonly key: string;
   closed = false;
 
   constructor(
     readonly target: WebhookTarget,
-    private readonly o: Required<Omit<WebhookNotifierOptions, 'webhooks' | 'onDelivery' | 'logger'>> & Pick<WebhookNotifierOptions, 'onDelivery' | 'logger'>,
-  ) {}
+    private readonly o: OutboxOptions,
+  ) {
+    this.key = webhookKey(target.url);
+  }
 
-  push(body: string): void {
+  push(body: string, alertId: string, event: string): void {
     if (this.pending.length >= this.o.maxPending) {
-      this.pending.shift();
+      const dropped = this.pending.shift()!;
+      this.forget(dropped);
       this.o.onDelivery?.('failed', this.target.url);
     }
-    this.pending.push({ body, attempt: 0 });
-    this.running ??= this.drain().finally(() => (this.running = undefined));
+    const item: Item = { body, alertId, event, attempt: 0, nextAt: Date.now() };
+    this.persist(item);
+    this.pending.push(item);
+    this.kick();
+  }
+
+  /**
+   * From now on every alert is stored before it is sent, and removed once delivered or given up. What the
+   * store already holds for this webhook (left by an earlier run) goes first, at its stored backoff.
+   */
+  attach(store: OutboxStore): void {
+    this.store = store;
+    let stored: Item[] = [];
+    try {
+      stored = store.pending(this.key).map((r) => ({ body: r.body, alertId: r.alertId, event: r.event, attempt: r.attempts, nextAt: r.nextAt, rowId: r.id }));
+    } catch (err) {
+      this.storeFailed(err);
+    }
+    for (const item of this.pending) this.persist(item);
+    // Items in flight stay first; an item being posted is at index 0 and must remain there.
+    this.pending = this.running && this.pending.length > 0 ? [this.pending[0]!, ...stored, ...this.pending.slice(1)] : [...stored, ...this.pending];
+    this.kick();
   }
 
   /** Resolves when everything queued is delivered or given up (closing: waits no longer than `ms`). */
@@ -76,37 +140,82 @@ class Outbox {
     clearTimeout(t);
   }
 
-  /** Stops retrying: a retry wait ends now and nothing else is attempted after the current POST. */
+  /**
+   * Stops retrying: a retry wait ends now and nothing else is attempted after the current POST. Stored
+   * alerts stay stored for the next start; alerts only in memory are given up.
+   */
   stop(): void {
     this.closed = true;
     clearTimeout(this.timer);
     this.wake?.();
   }
 
+  private kick(): void {
+    if (this.pending.length > 0) this.running ??= this.drain().finally(() => (this.running = undefined));
+  }
+
+  private persist(item: Item): void {
+    if (this.store === undefined || item.rowId !== undefined) return;
+    try {
+      item.rowId = this.store.add(this.key, { alertId: item.alertId, event: item.event, body: item.body, attempts: item.attempt, nextAt: item.nextAt });
+    } catch (err) {
+      this.storeFailed(err);
+    }
+  }
+
+  private forget(item: Item): void {
+    if (this.store === undefined || item.rowId === undefined) return;
+    try {
+      this.store.remove(item.rowId);
+    } catch (err) {
+      this.storeFailed(err);
+    }
+  }
+
+  /** The store cannot write (a full disk): alerts carry on in memory; they are lost only if the daemon stops. */
+  private storeFailed(err: unknown): void {
+    this.o.logger?.warn({ webhook: redact(this.target.url), err: (err as Error).message }, 'webhook outbox not stored; kept in memory');
+  }
+
+  private async sleep(ms: number): Promise<void> {
+    if (ms <= 0 || this.closed) return;
+    await new Promise<void>((r) => {
+      this.wake = r;
+      this.timer = setTimeout(r, ms);
+      this.timer.unref();
+    });
+    this.wake = undefined;
+  }
+
   private async drain(): Promise<void> {
     while (this.pending.length > 0) {
       const item = this.pending[0]!;
+      await this.sleep(item.nextAt - Date.now());
+      if (this.closed && item.rowId !== undefined) return; // stored: the next start sends it
       item.attempt++;
       const error = await this.post(item.body);
       if (error === undefined) {
         this.pending.shift();
+        this.forget(item);
         this.o.onDelivery?.('delivered', this.target.url);
         continue;
       }
-      if (item.attempt >= this.o.maxAttempts || this.closed || error.final) {
+      if (item.attempt >= this.o.maxAttempts || error.final || (this.closed && item.rowId === undefined)) {
         this.pending.shift();
+        this.forget(item);
         this.o.onDelivery?.('failed', this.target.url);
         this.o.logger?.warn({ webhook: redact(this.target.url), attempts: item.attempt, err: error.message }, 'webhook delivery failed; alert dropped');
         continue;
       }
       this.o.onDelivery?.('retried', this.target.url);
-      const wait = this.o.backoffMs * 2 ** (item.attempt - 1) * (1 + Math.random() * 0.2);
-      await new Promise<void>((r) => {
-        this.wake = r;
-        this.timer = setTimeout(r, wait);
-        this.timer.unref();
-      });
-      this.wake = undefined;
+      item.nextAt = Date.now() + this.o.backoffMs * 2 ** (item.attempt - 1) * (1 + Math.random() * 0.2);
+      if (this.store !== undefined && item.rowId !== undefined) {
+        try {
+          this.store.attempted(item.rowId, item.attempt, Math.round(item.nextAt), error.message);
+        } catch (err) {
+          this.storeFailed(err);
+        }
+      }
     }
   }
 
@@ -129,7 +238,9 @@ class Outbox {
 /**
  * Sends alerts to the configured webhooks: a JSON POST per event, each webhook with its own outbox (in order,
  * retried with doubling backoff). `notify()` never blocks and never throws: a command or a strategy step
- * that raises an alert goes on at once; delivery failures are counted through `onDelivery`.
+ * that raises an alert goes on at once; delivery failures are counted through `onDelivery`. With an outbox
+ * store attached (`attachOutbox`), each alert is written to it first (one small SQLite insert) and a
+ * restart retries what was not delivered, at the backoff it had reached.
  *
  * @example
  * const notifier = new WebhookNotifier({ webhooks: [{ url: 'https://hooks.slack.com/services/...', events: ['risk_breach'] }] });
@@ -166,8 +277,16 @@ export class WebhookNotifier {
       source: this.source,
     };
     const body = JSON.stringify(payload);
-    for (const b of targets) b.push(body);
+    for (const b of targets) b.push(body, payload.id, event);
     return payload;
+  }
+
+  /**
+   * Alerts are stored before they are sent (webhook outbox), so a restart retries what was not delivered.
+   * Also loads what an earlier run left undelivered; call it once the database is open.
+   */
+  attachOutbox(store: OutboxStore): void {
+    for (const b of this.outboxes) b.attach(store);
   }
 
   /** Gives pending alerts up to `graceMs` to go out (the daemon_stopping alert), then stops retrying. Idempotent. */
