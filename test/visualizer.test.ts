@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { CommandClient } from '../src/commands/command-client.js';
 import { ROOT, daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis, type RedisServerHandle } from './helpers/redis.js';
@@ -50,6 +50,34 @@ function sessionctl(args: string[]): Promise<{ code: number; stdout: string; std
     });
   });
 }
+
+/**
+ * What is wrong with the page's tables at the current width: a table wider than its box (clipped or scrolled
+ * sideways), a cell whose content overflows it, an id wrapped onto more than 3 lines (a squeezed column).
+ */
+function layoutProblems(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const out: string[] = [];
+    for (const id of ['sessions', 'orders', 'fills', 'positions', 'history']) {
+      const table = document.getElementById(id)!;
+      const box = table.parentElement!;
+      if (table.scrollWidth > box.clientWidth + 1) out.push(`#${id} is ${table.scrollWidth} px wide in a ${box.clientWidth} px box`);
+      for (const cell of table.querySelectorAll('th, td')) {
+        if (cell.scrollWidth > cell.clientWidth + 1) out.push(`#${id}: "${cell.textContent}" overflows its cell`);
+      }
+      for (const cell of table.querySelectorAll('td.id')) {
+        const range = document.createRange();
+        range.selectNodeContents(cell);
+        const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+        if (lines > 3) out.push(`#${id}: id "${cell.textContent}" squeezed onto ${lines} lines`);
+      }
+    }
+    return out;
+  });
+}
+
+const ISO_WITH_OFFSET = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$/;
+const MONEY = /^-?\d{1,3}(,\d{3})*\.\d\d$/;
 
 test.serial('the visualizer shows a session live: running, then paused after a sessionctl pause, without a reload', async (t) => {
   // CI installs Chromium: its absence is a broken environment, not a reason to skip.
@@ -126,6 +154,9 @@ test.serial('the visualizer shows a session live: running, then paused after a s
   t.deepEqual(await badges(), before);
   await page.selectOption('#filters select[name="status"]', '');
 
+  // At 1400 px the list shows every column (its updated time too) and nothing overflows.
+  t.deepEqual(await layoutProblems(page), []);
+  t.regex((await page.textContent('#sessions tr[data-session-id="viz-1"] td:nth-child(5)')) ?? '', ISO_WITH_OFFSET);
   mkdirSync(join(ROOT, 'test-results'), { recursive: true });
   await page.screenshot({ path: SCREENSHOT, fullPage: true });
   t.true(statSync(SCREENSHOT).size > 1000);
@@ -179,11 +210,13 @@ test.serial('with the token the page controls sessions through the queue, at 100
   const orderId = await pending.getAttribute('data-order-id');
   t.truthy(orderId);
   t.regex((await pending.textContent()) ?? '', /ctl-1:AAPL:/);
-  t.regex(await pending.$eval('td:nth-child(11)', (td) => td.textContent ?? ''), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$/, 'expiry in ISO with its offset');
+  t.regex(await pending.$eval('td:nth-child(11)', (td) => td.textContent ?? ''), ISO_WITH_OFFSET, 'expiry in ISO with its offset');
   await page.click(`#orders tr[data-order-id="${orderId}"] button[data-approve]`);
   await page.waitForSelector(`#orders tr[data-order-id="${orderId}"][data-status="filled"]`, { timeout: 30_000 });
   const row = await page.$$eval(`#orders tr[data-order-id="${orderId}"] td`, (tds) => tds.map((td) => td.textContent ?? ''));
-  t.regex(row[9]!, /^\d+(\.\d{1,8})?$/, 'average fill price, no float noise');
+  t.regex(row[9]!, MONEY, 'average fill price: money, two decimals');
+  t.regex(row[0]!, ISO_WITH_OFFSET, 'created in ISO with its offset');
+  t.regex(row[4]!, /^\d+(\.\d{1,8})?$/, 'quantity without float noise');
   const orders = await c.submit<{ orders: { clientOrderId: string; status: string }[] }>('get-orders', { sessionId: 'ctl-1' });
   t.is(orders.orders.find((o) => o.clientOrderId === orderId)?.status, 'filled', 'approved through the queue');
   await page.waitForSelector('#fills tbody tr');
@@ -206,10 +239,15 @@ test.serial('with the token the page controls sessions through the queue, at 100
   t.true(await page.isDisabled('#controls button[data-command="pause"]'));
   t.false(await page.isDisabled('#controls button[data-command="resume"]'));
 
-  // Nothing overflows the 1000 px viewport sideways.
+  // Nothing overflows the 1000 px viewport sideways, no table is clipped or squeezed; the same at 1400 px.
   t.true(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1));
+  t.deepEqual(await layoutProblems(page), []);
+  t.regex(await page.$eval('#positions tbody tr td:nth-child(4)', (td) => td.textContent ?? ''), MONEY, 'last price: money');
   mkdirSync(join(ROOT, 'test-results'), { recursive: true });
   await page.screenshot({ path: CONTROL_SCREENSHOT, fullPage: true });
+  await page.setViewportSize({ width: 1400, height: 1400 });
+  t.deepEqual(await layoutProblems(page), []);
+  await page.setViewportSize({ width: 1000, height: 1400 });
 
   // Kill-switch asks first: dismissed, nothing happens; accepted, every session stops.
   page.once('dialog', (dlg) => void dlg.dismiss());

@@ -415,6 +415,20 @@ export class SqliteOrderRepository implements OrderRepository {
     return rows.map((r) => rowToOrder(r));
   }
 
+  /**
+   * One page of a session's orders, newest first, with the count of all that match: paged in SQL (the
+   * page and the API read 50 rows, not the whole list). Status filter as in listBySession.
+   */
+  pageBySession(sessionId: string, page: { status?: OrderStatus | undefined; offset: number; limit: number }): { total: number; orders: StoredOrder[] } {
+    const where = page.status === undefined ? 'session_id = ?' : 'session_id = ? AND status = ?';
+    const params: (string | number)[] = page.status === undefined ? [sessionId] : [sessionId, page.status];
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM orders WHERE ${where}`).get(...params) as { n: number }).n;
+    const rows = this.db
+      .prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE ${where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`)
+      .all(...params, page.limit, page.offset) as OrderRow[];
+    return { total, orders: rows.map((r) => rowToOrder(r)) };
+  }
+
   countOpen(sessionId: string): number {
     return this.stmts.countOpen.get(sessionId)?.n ?? 0;
   }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ValidationError } from '../domain/errors.js';
 import type { Bar } from '../domain/market.js';
 import { zodIssues } from './zod-issues.js';
-import type { Fill, Position } from '../domain/order.js';
+import type { Fill, OrderStatus, Position } from '../domain/order.js';
 import { ORDER_STATUSES } from '../domain/order.js';
 import type { Session, SessionView } from '../domain/session.js';
 import type { OrderRepository, StoredOrder } from '../persistence/order-repository.js';
@@ -83,7 +83,10 @@ export type BarSource = (session: Session, record: RunnerStateRecord, limit: num
 
 export interface SessionBookOptions {
   sessions: BookSessions;
-  orders: Pick<OrderRepository, 'listBySession' | 'listFills' | 'positions'>;
+  orders: Pick<OrderRepository, 'listBySession' | 'listFills' | 'positions'> & {
+    /** Paged in SQL (SqliteOrderRepository); without it the whole list is read and sliced. */
+    pageBySession?(sessionId: string, page: { status?: OrderStatus | undefined; offset: number; limit: number }): { total: number; orders: StoredOrder[] };
+  };
   runnerStates?: Pick<RunnerStateRepository, 'get' | 'equityHistory'> | undefined;
   bars?: BarSource | undefined;
   /** Equity of a session that never ran (no runner state). @defaultValue 100000 */
@@ -105,6 +108,7 @@ export class SessionBook {
   orders(q: z.input<typeof OrdersQuerySchema> | Record<string, unknown>): OrderPage {
     const { sessionId, status, offset, limit } = parse(OrdersQuerySchema, q, 'orders query');
     const id = this.o.sessions.getSession(sessionId).id;
+    if (this.o.orders.pageBySession) return { ...this.o.orders.pageBySession(id, { status, offset, limit }), offset, limit };
     const all = this.o.orders.listBySession(id, status ? { status } : {});
     const newestFirst = all.reverse();
     return { total: newestFirst.length, offset, limit, orders: newestFirst.slice(offset, offset + limit) };

@@ -54,12 +54,38 @@ function time(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}${zone}`;
 }
 
+/** A time cell's content: the ISO text, allowed to wrap only before its `T` (narrow columns). */
+function when(iso) {
+  const t = time(iso);
+  const i = t.indexOf('T');
+  return i < 0 ? [t] : [t.slice(0, i), h('wbr'), t.slice(i)];
+}
+
+/** An id cell's content: wraps only after a `:` or a `-` (never inside a run of digits). */
+function idText(id) {
+  const parts = String(id ?? '').split(/(?<=:)/);
+  return parts.flatMap((p, i) => (i === 0 ? [p] : [h('wbr'), p]));
+}
+
+/** A status such as pending_approval, allowed to wrap after its underscore. */
+function statusText(status) {
+  const i = String(status).indexOf('_');
+  return i < 0 ? [status] : [status.slice(0, i + 1), h('wbr'), status.slice(i + 1)];
+}
+
 /** Money: two decimals. */
 function money(v) {
   return typeof v === 'number' && Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : '';
 }
 
-/** Quantities and prices as the venue gave them, without float noise (at most 8 decimals). */
+/** Prices are money: two decimals; below 1 (a small coin), four significant digits so it is not 0.00. */
+function price(v) {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return '';
+  if (v === 0 || Math.abs(v) >= 1) return money(v);
+  return String(Number(v.toPrecision(4)));
+}
+
+/** Quantities as the venue's step gives them: no float noise, at most 8 decimals (crypto lots), none added. */
 function qty(v) {
   return typeof v === 'number' && Number.isFinite(v) ? String(Number(v.toFixed(8))) : '';
 }
@@ -260,11 +286,11 @@ function drawList() {
   tbody.replaceChildren(
     ...rows.map((v) =>
       h('tr', { 'data-session-id': v.id, class: v.id === state.selected ? 'selected' : '', onclick: () => select(v.id) },
-        h('td', { class: 'id' }, v.id),
+        h('td', { class: 'id' }, idText(v.id)),
         h('td', {}, v.kind),
         h('td', { class: `status status-${v.status}` }, v.status),
         h('td', {}, v.strategyName ?? v.strategyId),
-        h('td', { class: 'muted' }, time(v.updatedAt)),
+        h('td', { class: 'muted when' }, when(v.updatedAt)),
       ),
     ),
   );
@@ -344,7 +370,7 @@ const PAGE = 25;
 function drawTrading(page, fills, positions, pnl) {
   document.querySelector('#positions tbody').replaceChildren(
     ...positions.map((p) =>
-      h('tr', {}, h('td', {}, p.symbol), h('td', { class: 'num' }, qty(p.qty)), h('td', { class: 'num' }, qty(p.avgPrice)), h('td', { class: 'num' }, qty(p.lastPrice)), h('td', { class: signClass(p.realizedPnl) }, money(p.realizedPnl)), h('td', { class: signClass(p.unrealizedPnl) }, money(p.unrealizedPnl))),
+      h('tr', {}, h('td', {}, p.symbol), h('td', { class: 'num' }, qty(p.qty)), h('td', { class: 'num' }, price(p.avgPrice)), h('td', { class: 'num' }, price(p.lastPrice)), h('td', { class: signClass(p.realizedPnl) }, money(p.realizedPnl)), h('td', { class: signClass(p.unrealizedPnl) }, money(p.unrealizedPnl))),
     ),
   );
   const from = page.orders.length ? page.offset + 1 : 0;
@@ -355,33 +381,32 @@ function drawTrading(page, fills, positions, pnl) {
   document.querySelector('#orders tbody').replaceChildren(
     ...page.orders.map((o) =>
       h('tr', { 'data-order-id': o.clientOrderId, 'data-status': o.status },
-        h('td', { class: 'muted when' }, time(o.createdAt)),
-        h('td', { class: 'id' }, o.clientOrderId),
+        h('td', { class: 'muted when' }, when(o.createdAt)),
+        h('td', { class: 'id' }, idText(o.clientOrderId)),
         h('td', {}, o.symbol),
         h('td', {}, o.side),
         h('td', { class: 'num' }, qty(o.qty)),
         h('td', {}, o.type),
-        h('td', { class: 'num' }, qty(o.limitPrice)),
-        h('td', { class: `order-status` }, o.status),
-        h('td', { class: 'num' }, qty(o.filledQty)),
-        h('td', { class: 'num' }, qty(o.avgFillPrice)),
-        h('td', { class: 'when' }, o.status === 'pending_approval' ? time(o.expiresAt) : ''),
-        h('td', {}, o.reason ?? ''),
-        h('td', {},
+        h('td', { class: 'num' }, price(o.limitPrice)),
+        h('td', { class: 'order-status' }, statusText(o.status),
           o.status === 'pending_approval' && canWrite
-            ? [
+            ? h('span', { class: 'decide' },
                 h('button', { 'data-approve': o.clientOrderId, onclick: () => orderDecision(o, 'approve') }, 'approve'),
                 h('button', { 'data-reject': o.clientOrderId, class: 'danger', onclick: () => orderDecision(o, 'reject') }, 'reject'),
-              ]
+              )
             : [],
         ),
+        h('td', { class: 'num' }, qty(o.filledQty)),
+        h('td', { class: 'num' }, price(o.avgFillPrice)),
+        h('td', { class: 'when' }, o.status === 'pending_approval' ? when(o.expiresAt) : ''),
+        h('td', {}, o.reason ?? ''),
       ),
     ),
   );
   document.getElementById('fills-count').textContent = `(${fills.length})`;
   document.querySelector('#fills tbody').replaceChildren(
     ...[...fills].reverse().slice(0, 200).map((f) =>
-      h('tr', {}, h('td', { class: 'muted when' }, time(f.at)), h('td', { class: 'id' }, f.clientOrderId), h('td', {}, f.symbol), h('td', {}, f.side), h('td', { class: 'num' }, qty(f.qty)), h('td', { class: 'num' }, qty(f.price)), h('td', { class: 'num' }, money(f.commission))),
+      h('tr', {}, h('td', { class: 'muted when' }, when(f.at)), h('td', { class: 'id' }, idText(f.clientOrderId)), h('td', {}, f.symbol), h('td', {}, f.side), h('td', { class: 'num' }, qty(f.qty)), h('td', { class: 'num' }, price(f.price)), h('td', { class: 'num' }, money(f.commission))),
     ),
   );
   const item = (k, v, cls = 'num') => h('div', {}, h('dt', {}, k), h('dd', { class: cls }, v));
@@ -441,6 +466,8 @@ function drawCharts(equity, bars, fills, symbol) {
   // Markers sit on the bar a fill belongs to: the last bar at or before the fill's time.
   const times = candles.map((c) => c.time);
   const markers = [];
+  // Labels only while they can be read; beyond that the arrows alone (the fills table has the figures).
+  const label = (text) => (fills.length <= 20 ? text : '');
   for (const f of fills.filter((x) => x.symbol === symbol)) {
     const t = Math.floor(Date.parse(f.at) / 1000);
     let lo = 0, hi = times.length - 1, at = -1;
@@ -450,8 +477,8 @@ function drawCharts(equity, bars, fills, symbol) {
     }
     if (at < 0) continue;
     markers.push(f.side === 'buy'
-      ? { time: times[at], position: 'belowBar', color: '#1f8a3b', shape: 'arrowUp', text: `B ${qty(f.qty)} @ ${qty(f.price)}` }
-      : { time: times[at], position: 'aboveBar', color: '#b42318', shape: 'arrowDown', text: `S ${qty(f.qty)} @ ${qty(f.price)}` });
+      ? { time: times[at], position: 'belowBar', color: '#1f8a3b', shape: 'arrowUp', text: label(`B ${qty(f.qty)} @ ${price(f.price)}`) }
+      : { time: times[at], position: 'aboveBar', color: '#b42318', shape: 'arrowDown', text: label(`S ${qty(f.qty)} @ ${price(f.price)}`) });
   }
   markers.sort((a, b) => a.time - b.time);
   pr.markers.setMarkers(markers);
