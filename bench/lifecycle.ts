@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -36,7 +37,7 @@ function summary(samples: number[]): { p50: number; p99: number; mean: number } 
 }
 const ms = (n: number) => `${n.toFixed(3)} ms`;
 
-async function rawRoundTrip(url: string): Promise<number[]> {
+export async function rawRoundTrip(url: string): Promise<number[]> {
   const name = `raw-${randomUUID()}`;
   const conn = new Redis(url, { maxRetriesPerRequest: null });
   const worker = new Worker(name, async () => ({ ok: true }), { connection: conn, prefix: 'sessiond', concurrency: 1 });
@@ -61,7 +62,7 @@ async function rawRoundTrip(url: string): Promise<number[]> {
   return samples;
 }
 
-async function sessiondRoundTrip(url: string): Promise<{ samples: number[]; writes: number[]; inside: number[] }> {
+export async function sessiondRoundTrip(url: string): Promise<{ samples: number[]; writes: number[]; inside: number[] }> {
   const queueName = `rt-${randomUUID()}`;
   const writes: number[] = [];
   const m = buildManager({ backgroundCheckpoints: true, extra: { onWrite: (w) => writes.push(w) } });
@@ -97,7 +98,7 @@ async function drain(queue: Queue, total: number, worker: Worker): Promise<numbe
   });
 }
 
-async function rawThroughput(url: string): Promise<number> {
+export async function rawThroughput(url: string): Promise<number> {
   const name = `rawtp-${randomUUID()}`;
   const qConn = new Redis(url, { maxRetriesPerRequest: null });
   const queue = new Queue(name, { connection: qConn, prefix: 'sessiond' });
@@ -114,7 +115,7 @@ async function rawThroughput(url: string): Promise<number> {
   return (THROUGHPUT_COMMANDS / elapsed) * 1000;
 }
 
-async function sessiondThroughput(url: string): Promise<number> {
+export async function sessiondThroughput(url: string): Promise<number> {
   const queueName = `tp-${randomUUID()}`;
   const m = buildManager({ backgroundCheckpoints: true });
   for (let i = 0; i < THROUGHPUT_SESSIONS; i++) await m.manager.startSession(paperConfig({ id: `s-${i}` }));
@@ -155,7 +156,7 @@ function rssKb(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
-async function startToReady(url: string, sessions: number): Promise<{ readyMs: number; recoveryMs: number; rssMb: number }> {
+export async function startToReady(url: string, sessions: number): Promise<{ readyMs: number; recoveryMs: number; rssMb: number }> {
   const dir = tempDir();
   if (sessions > 0) {
     const m = buildManager({ file: join(dir, 'sessiond.db') });
@@ -200,6 +201,11 @@ async function saveLatency(): Promise<{ p50: number; p99: number }> {
   return summary(samples);
 }
 
+/** Median and 99th percentile of samples (ms). */
+export { summary };
+
+// Run on its own (node --import=tsx bench/lifecycle.ts); bench/run-all.ts imports the measurements.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
 const redis = await startRedisServer();
 try {
   console.log(`sessiond lifecycle bench (node ${process.version}, ${ROUND_TRIPS} round trips, ${THROUGHPUT_COMMANDS} commands over ${THROUGHPUT_SESSIONS} sessions at concurrency ${CONCURRENCY})`);
@@ -229,4 +235,5 @@ try {
   console.log(`session save (repository, 10,000 saves)  p50 ${ms(save.p50)}  p99 ${ms(save.p99)}   (seed: < 500 ms)`);
 } finally {
   await redis.stop();
+}
 }

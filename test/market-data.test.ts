@@ -37,6 +37,33 @@ test('a synthetic batch has one valid bar per symbol, consecutive in time', (t) 
   t.not(aaa.close, 100, 'the walk moves');
 });
 
+test('a synthetic feed seeks from a checkpoint to the same bars as stepping there, and a checkpoint far ahead is taken, not replayed to', (t) => {
+  const config = { type: 'synthetic' as const, seed: 9, volatility: 0.02 };
+  const stepped = createFeed(config, ['X', 'Y'], { accelerated: true });
+  take(stepped, 40);
+  const checkpoint = JSON.parse(JSON.stringify(stepped.checkpoint!())) as unknown; // as persisted
+  const after = take(stepped, 10);
+  const restored = createFeed(config, ['X', 'Y'], { accelerated: true });
+  restored.seek(40, checkpoint);
+  t.is(restored.cursor, 40);
+  t.deepEqual(take(restored, 10), after);
+  // A checkpoint before the target: forward from it.
+  const later = createFeed(config, ['X', 'Y'], { accelerated: true });
+  later.seek(45, checkpoint);
+  t.deepEqual(take(later, 5), after.slice(5));
+  // Cursor 5,000,000 from a checkpoint there: the next open is the checkpoint's close, not the replayed walk's.
+  const far = createFeed(config, ['X', 'Y'], { accelerated: true });
+  far.seek(5_000_000, { cursor: 5_000_000, logCloses: [Math.log(50), Math.log(70)] });
+  const [x, y] = far.next()!;
+  t.true(Math.abs(x!.open - 50) < 1e-9 && Math.abs(y!.open - 70) < 1e-9);
+  // Not usable (other symbols, past the target, malformed): ignored, the feed replays.
+  const ignored = createFeed(config, ['X', 'Y'], { accelerated: true });
+  ignored.seek(40, { cursor: 41, logCloses: [0, 0] });
+  t.deepEqual(take(ignored, 10), after);
+  ignored.seek(40, { cursor: 40, logCloses: [1] });
+  t.deepEqual(take(ignored, 10), after);
+});
+
 test('a synthetic feed seeks to the same bars as stepping there, forward and back', (t) => {
   const config = { type: 'synthetic' as const, seed: 7, volatility: 0.02, barsPerStep: 1 };
   const stepped = createFeed(config, ['X', 'Y', 'Z'], { accelerated: true });

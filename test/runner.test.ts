@@ -392,6 +392,10 @@ test('a restart continues each running session with its persisted strategy state
     r = await buildRig(file, [scriptedPath]);
     const saved = r.services.runnerStates.get('re-1')!;
     t.is((saved.state as { steps: number }).steps, saved.steps);
+    // The synthetic feed is restored from its checkpoint (O(1), no replay from bar 0): one taken at a commit at
+    // or before the persisted cursor (a step's bars read ahead at the shutdown leave the one before).
+    const checkpoint = saved.feedCheckpoint as { cursor: number; logCloses: number[] } | undefined;
+    t.true(checkpoint !== undefined && checkpoint.cursor <= saved.cursor && checkpoint.cursor > 0 && checkpoint.logCloses.length === 1, JSON.stringify(checkpoint));
     samePositions(t, r.services.orders.positions('re-1'), applyFills(fillsBefore));
     await until('more orders', () => r.services.orders.listBySession('re-1').length > before.length + 2);
     const after = r.services.orders.listBySession('re-1');

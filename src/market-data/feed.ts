@@ -27,8 +27,14 @@ export interface Feed {
    * exhausted: it answers an empty batch when no closed bar is due yet ("nothing yet", not a step).
    */
   next(): Bar[] | null;
-  /** Moves to a cursor (as read from `cursor`); the bars that follow are the same as when stepping there. */
-  seek(cursor: number): void;
+  /**
+   * Moves to a cursor (as read from `cursor`); the bars that follow are the same as when stepping there.
+   * `checkpoint`: what `checkpoint()` gave at some cursor at or before this one; the feed seeks from there
+   * instead of from the start (a synthetic feed's closes are a running sum). Anything else is ignored.
+   */
+  seek(cursor: number, checkpoint?: unknown): void;
+  /** Feeds whose seek would otherwise replay from the start (synthetic): a plain-JSON restore point at `cursor`. */
+  checkpoint?(): { cursor: number; logCloses: number[] };
   /** Feeds with bars arriving in the background (venue): called when a batch may have become due. */
   onReady?(listener: () => void): void;
   /** Feeds holding timers or streams (venue): releases them; idempotent. */

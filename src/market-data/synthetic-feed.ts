@@ -108,10 +108,21 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
       }
       return bars;
     },
-    seek(target) {
+    checkpoint() {
+      return { cursor, logCloses: paths.map((p) => p.logClose) };
+    },
+    seek(target, checkpoint) {
       if (!Number.isInteger(target) || target < 0) throw new ValidationError(`cursor must be a non-negative integer, got ${target}`);
-      // The close path is a running sum: replay it (forward from here when possible).
-      if (target < cursor) {
+      // The close path is a running sum: from a checkpoint at or before the target (O(1) of how long the
+      // session ran), else forward from here when possible, else from bar 0.
+      const c = checkpoint as { cursor?: unknown; logCloses?: unknown } | null | undefined;
+      const usable =
+        c !== null && typeof c === 'object' && Number.isInteger(c.cursor) && (c.cursor as number) <= target && (c.cursor as number) > (target < cursor ? -1 : cursor) &&
+        Array.isArray(c.logCloses) && c.logCloses.length === paths.length && c.logCloses.every((x) => typeof x === 'number' && Number.isFinite(x));
+      if (usable) {
+        paths.forEach((p, i) => (p.logClose = (c.logCloses as number[])[i]!));
+        cursor = c.cursor as number;
+      } else if (target < cursor) {
         for (const path of paths) path.logClose = logStart;
         cursor = 0;
       }

@@ -29,7 +29,10 @@ export function migrate(db: Db, migrations: readonly Migration[]): number {
   const current = db.pragma('user_version', { simple: true }) as number;
   let applied = 0;
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-    if (m.version <= current) continue;
+    if (m.version <= current) {
+      m.repair?.(db);
+      continue;
+    }
     db.transaction(() => {
       m.up(db);
       db.pragma(`user_version = ${m.version}`);

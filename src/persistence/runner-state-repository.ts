@@ -29,6 +29,11 @@ export interface RunnerStateRecord {
   /** Failed steps, all time (restarts are counted per failure streak in memory). */
   failures: number;
   lastError?: string | undefined;
+  /**
+   * The feed's restore point at `cursor` (synthetic feeds: each symbol's log close), so a restart seeks in
+   * O(1); absent, or for another cursor, the feed replays from the start.
+   */
+  feedCheckpoint?: RunnerJson | undefined;
   /** Set once the stop of the session (cancel open orders, flatten) completed. */
   finalizedAt?: string | undefined;
   createdAt: string;

@@ -27,6 +27,7 @@ interface RunnerStateRow {
   finalized_at: string | null;
   created_at: string;
   updated_at: string;
+  feed_checkpoint: string | null;
 }
 
 interface SignalRow {
@@ -118,6 +119,14 @@ export function rowToRunnerState(row: RunnerStateRow): RunnerStateRecord {
   if (r.day_start !== null) rec.dayStart = r.day_start;
   if (r.last_error !== null) rec.lastError = r.last_error;
   if (r.finalized_at !== null) rec.finalizedAt = r.finalized_at;
+  // A checkpoint that does not parse is only a slower restore: the feed replays from the start.
+  if (row.feed_checkpoint !== null && row.feed_checkpoint !== undefined) {
+    try {
+      rec.feedCheckpoint = JSON.parse(row.feed_checkpoint) as RunnerJson;
+    } catch {
+      // ignored on purpose
+    }
+  }
   return rec;
 }
 
@@ -142,6 +151,7 @@ export function runnerStateToRow(s: RunnerStateRecord): RunnerStateRow {
     finalized_at: s.finalizedAt ?? null,
     created_at: s.createdAt,
     updated_at: s.updatedAt,
+    feed_checkpoint: s.feedCheckpoint === undefined ? null : JSON.stringify(s.feedCheckpoint),
   };
 }
 
@@ -157,7 +167,7 @@ function rowToSignal(row: SignalRow): SignalRecord {
 }
 
 const STATE_COLUMNS = `session_id, strategy_id, strategy_state, cursor, start_time, steps, last_bar_time, last_prices, day_start,
-  day_start_pnl, initial_equity, equity, peak_equity, max_drawdown_pct, failures, last_error, finalized_at, created_at, updated_at`;
+  day_start_pnl, initial_equity, equity, peak_equity, max_drawdown_pct, failures, last_error, finalized_at, created_at, updated_at, feed_checkpoint`;
 const SIGNAL_COLUMNS = 'session_id, key, symbol, side, qty, type, limit_price, ref_price, reason, risk, bar_time, created_at';
 
 /** SQLite adapter of RunnerStateRepository over migration 003. The database is the caller's. */
@@ -184,14 +194,14 @@ export class SqliteRunnerStateRepository implements RunnerStateRepository {
         INSERT INTO runner_state (${STATE_COLUMNS})
         VALUES (@session_id, @strategy_id, @strategy_state, @cursor, @start_time, @steps, @last_bar_time, @last_prices, @day_start,
           @day_start_pnl, @initial_equity, @equity, @peak_equity, @max_drawdown_pct, @failures, @last_error, @finalized_at,
-          @created_at, @updated_at)
+          @created_at, @updated_at, @feed_checkpoint)
         ON CONFLICT (session_id) DO UPDATE SET
           strategy_id = excluded.strategy_id, strategy_state = excluded.strategy_state, cursor = excluded.cursor,
           start_time = excluded.start_time, steps = excluded.steps, last_bar_time = excluded.last_bar_time,
           last_prices = excluded.last_prices, day_start = excluded.day_start, day_start_pnl = excluded.day_start_pnl,
           initial_equity = excluded.initial_equity, equity = excluded.equity, peak_equity = excluded.peak_equity,
           max_drawdown_pct = excluded.max_drawdown_pct, failures = excluded.failures, last_error = excluded.last_error,
-          finalized_at = excluded.finalized_at, updated_at = excluded.updated_at`),
+          finalized_at = excluded.finalized_at, updated_at = excluded.updated_at, feed_checkpoint = excluded.feed_checkpoint`),
       finalize: db.prepare('UPDATE runner_state SET finalized_at = ?, updated_at = ? WHERE session_id = ?'),
       unfinalized: db.prepare(`
         SELECT r.session_id FROM runner_state r JOIN sessions s ON s.id = r.session_id

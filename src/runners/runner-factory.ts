@@ -61,7 +61,7 @@ export async function buildRunner(
     const problem = describeState(rec.state);
     if (problem !== null) throw new ValidationError(`strategy ${session.strategy.id}: initial state ${problem}`);
   }
-  if (record !== undefined) feed.seek(record.cursor);
+  if (record !== undefined) feed.seek(record.cursor, record.feedCheckpoint);
   return new SessionRunner(session, rec, feed, broker, definition, params, barMs, config.barsPerStep ?? 1);
 }
 

@@ -59,6 +59,8 @@ export class StateCommits {
     const marked: SessionRunner[] = [];
     for (const r of this.#dirty) {
       r.record.updatedAt = at;
+      // The feed's restore point, when it stands at the record's cursor (not with a step's bars read ahead).
+      if (r.feed.checkpoint !== undefined && r.feed.cursor === r.record.cursor) r.record.feedCheckpoint = r.feed.checkpoint();
       records.push(r.record);
       r.dirty = false;
       r.lastStateSaveAt = wall;
