@@ -5,6 +5,7 @@ import test from 'ava';
 import { CommandClient } from '../src/commands/command-client.js';
 import { ROOT, daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis, type RedisServerHandle } from './helpers/redis.js';
+import { untilWithin } from './helpers/until.js';
 
 let redis: RedisServerHandle;
 let daemon: DaemonProcess;
@@ -19,15 +20,7 @@ function ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = untilWithin(30_000, { pollMs: 50 });
 
 test.before(async () => {
   redis = await startTestRedis();

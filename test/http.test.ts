@@ -4,17 +4,9 @@ import test from 'ava';
 import { CommandClient } from '../src/commands/command-client.js';
 import { daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis, type RedisServerHandle } from './helpers/redis.js';
+import { untilWithin } from './helpers/until.js';
 
-/** Polls an async check until it yields a value, with a generous deadline. */
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = untilWithin(30_000, { pollMs: 50 });
 const MAX_EVENT_CLIENTS = 3;
 
 const TOKEN = `tok-${randomUUID()}`;

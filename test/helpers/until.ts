@@ -5,9 +5,9 @@ export interface UntilOptions {
   retryOnError?: boolean;
 }
 
-export type Until = <T>(what: string, fn: () => T | undefined | false, timeoutMs?: number) => Promise<T>;
+export type Until = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs?: number) => Promise<T>;
 
-/** A poller that resolves with fn's first value other than undefined/false, or fails naming what it waited for. */
+/** A poller that resolves with fn's first value other than undefined/false (fn may be async), or fails naming what it waited for. */
 export function untilWithin(defaultTimeoutMs: number, options: UntilOptions = {}): Until {
   const pollMs = options.pollMs ?? 20;
   return async (what, fn, timeoutMs = defaultTimeoutMs) => {
@@ -15,7 +15,7 @@ export function untilWithin(defaultTimeoutMs: number, options: UntilOptions = {}
     for (;;) {
       let v;
       try {
-        v = fn();
+        v = await fn();
       } catch (err) {
         if (!options.retryOnError) throw err;
         v = undefined;
