@@ -1,7 +1,7 @@
 /**
  * Issue 10 figures, each the median of 10 runs: `sessionctl show` wall time (target < 300 ms) and daemon spawn
- * to ready with an empty database (target < 500 ms), for the installed commands (compiled dist/, what bin/*.js
- * run after npm ci) next to the TypeScript path (tsx); and how long a replaced strategy worker thread takes
+ * to ready with an empty database (target < 500 ms), for the installed commands (the esbuild bundle with V8's
+ * code cache that bin/*.js run after npm ci) next to the compiled modules and the TypeScript path (tsx); and how long a replaced strategy worker thread takes
  * (a step after a thread died), compiled worker against the .ts worker.
  * Run: node --import=tsx bench/operator-latency.ts   (builds dist/ first; needs redis-server on PATH)
  */
@@ -78,15 +78,19 @@ async function replacedThread(poolModule: string): Promise<number[]> {
   return out;
 }
 
+/** What bin/*.js can run: the installed bundle (esbuild + V8 code cache), the compiled modules, the source. */
+const VARIANTS = [
+  ['installed (bundle + code cache)', {}],
+  ['compiled modules (dist, SESSIOND_BUNDLE=0)', { SESSIOND_BUNDLE: '0' }],
+  ['TypeScript (tsx, SESSIOND_SOURCE=1)', { SESSIOND_SOURCE: '1' }],
+] as const;
+
 build();
 const redis = await startRedisServer();
 try {
   const queue = `bench-ready-${Date.now()}`;
   const base = { REDIS_URL: redis.url, SESSIOND_QUEUE: queue, SESSIOND_HTTP: 'true' };
-  for (const [label, extra] of [
-    ['compiled (dist, installed)', {}],
-    ['TypeScript (tsx, SESSIOND_SOURCE=1)', { SESSIOND_SOURCE: '1' }],
-  ] as const) {
+  for (const [label, extra] of VARIANTS) {
     const readies: number[] = [];
     for (let i = 0; i < RUNS; i++) readies.push(await daemonToReady({ ...base, SESSIOND_QUEUE: `${queue}-${label.length}-${i}`, ...extra }));
     console.log(`daemon spawn -> ready, empty, ${label}: ${fmt(readies)}   target < 500 ms`);
@@ -103,10 +107,7 @@ try {
   await client.submit('start', { kind: 'paper', id: 'bench-1', strategy: { id: 'sma-crossover' }, symbols: ['AAPL'] }, { timeoutMs: 30_000 });
   await client.close();
   const cliEnv = { REDIS_URL: redis.url };
-  for (const [label, extra] of [
-    ['compiled (dist, installed)', {}],
-    ['TypeScript (tsx, SESSIOND_SOURCE=1)', { SESSIOND_SOURCE: '1' }],
-  ] as const) {
+  for (const [label, extra] of VARIANTS) {
     const walls: number[] = [];
     cliWall(['--queue', queue, 'show', 'bench-1'], { ...cliEnv, ...extra });
     for (let i = 0; i < RUNS; i++) walls.push(cliWall(['--queue', queue, 'show', 'bench-1'], { ...cliEnv, ...extra }));

@@ -113,7 +113,8 @@ test.serial('watch prints transitions and order updates as they happen', async (
     const pending = (await client.submit<{ orders: { clientOrderId: string }[] }>('get-orders', { sessionId: 'c-confirm', status: 'pending_approval' })).orders[0]!;
     await client.submit('approve-order', { sessionId: 'c-confirm', clientOrderId: pending.clientOrderId });
     await until('the fill reported', async () => (out.includes('"filled"') ? true : undefined));
-    await client.submit('pause', { sessionId: 'c-trade' }).catch(() => undefined); // another session: filtered out
+    // Another session's transition (c-trade was paused): published, and filtered out by the watch.
+    await client.submit('resume', { sessionId: 'c-trade' });
     await client.submit('stop', { sessionId: 'c-confirm', reason: 'watched' });
     t.is(await exited, 0, err);
     const events = out.trim().split('\n').map((l) => JSON.parse(l) as { type: string; status?: string; transition?: { to: string; reason?: string }; sessionId?: string; session?: { id: string } });

@@ -76,6 +76,10 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   BROKER_NOT_FOUND: 404,
   STRATEGY_NOT_FOUND: 404,
   RISK_LIMIT: 422,
+  COMMAND_NOT_FOUND: 404,
+  OUT_OF_ORDER: 409,
+  // SQLite cannot write: nothing was applied and it passes (readyz says when); try again later.
+  STORAGE_UNAVAILABLE: 503,
 };
 
 /** The visualizer's files: a fixed list, so no request path ever reaches the file system. */
@@ -194,7 +198,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       return;
     }
     if (err instanceof SessiondError) {
-      void reply.code(STATUS_BY_CODE[err.code] ?? 500).send({ error: err.toJSON() });
+      const status = STATUS_BY_CODE[err.code] ?? 500;
+      if (status === 503) void reply.header('retry-after', '5');
+      void reply.code(status).send({ error: err.toJSON() });
       return;
     }
     const e = err as { statusCode?: number; message?: string; code?: string };

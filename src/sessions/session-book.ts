@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { buildBook } from '../domain/book.js';
 import { ValidationError } from '../domain/errors.js';
 import type { Bar } from '../domain/market.js';
 import { zodIssues } from './zod-issues.js';
@@ -18,9 +19,9 @@ export interface SessionPnl {
   unrealizedPnl: number;
   /** Commissions paid (already inside realizedPnl). */
   commission: number;
-  /** initialEquity + every fill's cash flow - commissions. */
+  /** initialEquity + realized PnL - the cost of open positions (buildBook): every fill's cash flow, commissions paid. */
   cash: number;
-  /** cash + marked value of the open positions = initialEquity + realized + unrealized. */
+  /** cash + marked value of the open positions (buildBook) = initialEquity + realized + unrealized. */
   equity: number;
   initialEquity: number;
   peakEquity: number;
@@ -153,13 +154,10 @@ export class SessionBook {
       realizedPnl += p.realizedPnl;
       unrealizedPnl += p.unrealizedPnl;
     }
-    let cash = initialEquity;
     let commission = 0;
-    for (const f of fills) {
-      cash += (f.side === 'sell' ? 1 : -1) * f.qty * f.price - f.commission;
-      commission += f.commission;
-    }
-    const equity = initialEquity + realizedPnl + unrealizedPnl;
+    for (const f of fills) commission += f.commission;
+    // Cash and equity by the same formulas as the book a strategy step sees (src/domain/book.ts).
+    const { cash, equity } = buildBook({ initialEquity, positions, lastPrices: {}, openOrders: [] });
     const peakEquity = Math.max(record?.peakEquity ?? initialEquity, equity);
     return {
       sessionId: view.id,

@@ -1,0 +1,41 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, rmSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import { ROOT, daemonEnv, spawnDaemon, tempDir } from './helpers/daemon.js';
+import { startTestRedis } from './helpers/redis.js';
+
+// README claim: `npm install` / `npm ci` build what the installed commands run (prepare -> bin/build.js): one
+// esbuild bundle per command with V8's code cache, run by bin/sessiond.js and bin/sessionctl.js. Built in a
+// copy of the checkout, so the suite's own dist/ is never rebuilt under other test files.
+
+test('the build bundles the daemon and sessionctl with a code cache, and bin/*.js run the bundles', async (t) => {
+  const dir = tempDir('sessiond-build-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const p of ['bin', 'src', 'machines', 'workers', 'config', 'package.json', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(ROOT, p), join(dir, p), { recursive: true });
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const build = spawnSync(process.execPath, [join(dir, 'bin/build.js')], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+  t.is(build.status, 0, build.stderr);
+  for (const entry of ['src/daemon/main', 'src/cli/sessionctl']) {
+    t.true(existsSync(join(dir, 'dist', `${entry}.bundle.cjs`)), `${entry} bundled`);
+    t.true(existsSync(join(dir, 'dist', `${entry}.bundle.cjs.cache`)), `${entry} code cache`);
+    // Without the entry's compiled module, only its bundle can run it.
+    rmSync(join(dir, 'dist', `${entry}.js`));
+  }
+
+  const redis = await startTestRedis();
+  t.teardown(() => redis.stop());
+  const env = daemonEnv(redis.url, dir, { SESSIOND_HTTP: 'true', SESSIOND_HTTP_PORT: '0', SESSIOND_RUNNERS: 'false' });
+  const d = spawnDaemon(env, { command: [process.execPath, join(dir, 'bin/sessiond.js')] });
+  t.teardown(async () => {
+    d.kill('SIGKILL');
+    await d.exited;
+  });
+  const ready = await d.waitForLog((l) => l.msg === 'ready', 60_000);
+  t.is(ready.recovered, 0);
+  const ctl = spawnSync(process.execPath, [join(dir, 'bin/sessionctl.js'), '--redis', redis.url, '--queue', env.SESSIOND_QUEUE!, 'show', 'nope'], { encoding: 'utf8', timeout: 30_000 });
+  t.is(ctl.status, 1, ctl.stderr);
+  t.regex(ctl.stderr, /^SESSION_NOT_FOUND: /);
+  d.kill('SIGTERM');
+  t.is((await d.exited).code, 0);
+});
