@@ -85,3 +85,34 @@ test.serial('Alpaca: accept-then-timeout ends with exactly one order at the venu
     await em.close();
   }
 });
+
+test.serial('Alpaca: fills made while the daemon is down are recorded at restart, once each, and positions equal the venue', async (t) => {
+  const em = new AlpacaEmulator({ keyId: KEY, secretKey: SECRET });
+  await em.start();
+  em.autoFill = false;
+  const file = join(tempDir(), 'sessiond.db');
+  let rig = await rigOn(em, file);
+  try {
+    const params = { qty: 5 };
+    await passPrerequisites(rig, 'test-venue-buyer', params, 'MSFT');
+    await rig.manager.startSession(LIVE('live-down', 'MSFT', params));
+    const order = await until('the order accepted', () => ordersOf(rig, 'live-down').find((o) => o.status === 'accepted'));
+    await rig.close();
+    // The daemon is down: the venue fills the order in two parts.
+    const cid = em.orders[0]!.client_order_id;
+    em.fill(cid, 2);
+    em.fill(cid);
+    t.is(em.fills.length, 2);
+    rig = await rigOn(em, file);
+    const after = ordersOf(rig, 'live-down').find((o) => o.clientOrderId === order.clientOrderId)!;
+    t.is(after.status, 'filled');
+    t.is(after.filledQty, 5);
+    t.deepEqual(rig.services.orders.listFills('live-down').map((f) => f.qty).sort(), [2, 3]);
+    t.is(rig.services.orders.positions('live-down')[0]!.qty, em.positions.get('MSFT') ?? NaN);
+    t.is(em.orders.length, 1, 'nothing placed again');
+    t.is(rig.manager.getSession('live-down').status, 'running');
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});

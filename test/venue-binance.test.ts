@@ -161,3 +161,67 @@ test.serial('a venue down at start pauses only its sessions', async (t) => {
     await em.close();
   }
 });
+
+test.serial("an order at the venue with this daemon's prefix and not in SQLite is recorded as external and reported; other prefixes are left alone", async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
+  try {
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    await rig.manager.startSession(LIVE('live-ext'));
+    const ours = await until('the session order filled', () => ordersOf(rig, 'live-ext').find((o) => o.status === 'filled'));
+    // Another process with this daemon's prefix (a second daemon on the same account, a restore from an old
+    // backup): its id names this session's tag but SQLite never had it.
+    const venueId = em.orders[0]!.clientOrderId;
+    const foreign = `${venueId.slice(0, 12)}00000000000000000000`;
+    t.is(foreign.length, 32);
+    t.is(em.placeDirect({ symbol: 'BTCUSDT', side: 'BUY', type: 'LIMIT', timeInForce: 'GTC', quantity: '0.00100', price: '10000.00', newClientOrderId: foreign }).status, 200);
+    t.is(em.placeDirect({ symbol: 'BTCUSDT', side: 'BUY', type: 'LIMIT', timeInForce: 'GTC', quantity: '0.00100', price: '10000.00', newClientOrderId: 'manual-order-by-a-human-1' }).status, 200);
+    const report = await rig.services.runners.reconcileVenues();
+    t.deepEqual(report.external, [foreign]);
+    const ext = ordersOf(rig, 'live-ext').find((o) => o.status === 'external');
+    t.truthy(ext, 'recorded under the session its id names');
+    t.is(ext!.clientOrderId, `external:${foreign}`);
+    t.is(ext!.qty, 0.001);
+    t.is(ext!.limitPrice, 10_000);
+    t.is(ext!.brokerOrderId, String(em.orders.find((o) => o.clientOrderId === foreign)!.orderId));
+    t.regex(ext!.reason ?? '', /not placed by this database/);
+    t.false(ordersOf(rig, 'live-ext').some((o) => o.clientOrderId.includes('manual-order')), 'another prefix is not ours');
+    // Reported once, recorded once: the next pass finds it known.
+    t.deepEqual((await rig.services.runners.reconcileVenues()).external, []);
+    t.is(ordersOf(rig, 'live-ext').filter((o) => o.status === 'external').length, 1);
+    t.is(ordersOf(rig, 'live-ext').find((o) => o.clientOrderId === ours.clientOrderId)!.status, 'filled');
+    t.is(em.server.count('POST', '/api/v3/order'), 1, 'nothing placed or cancelled for it');
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
+
+test.serial('5xx and 429 answered to a placement leave it unknown, resolved by lookups only (never sent again); lookups answered 429 are retried', async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'), { unknownTimeoutMs: 1500 });
+  try {
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    // Answered without being processed: the venue never had these orders, but the daemon cannot know that.
+    em.inject({ match: 'POST /api/v3/order', kind: 'status503' });
+    await rig.manager.startSession(LIVE('live-503'));
+    await until('the first order unknown', () => ordersOf(rig, 'live-503').find((o) => o.status === 'unknown'));
+    em.inject({ match: 'POST /api/v3/order', kind: 'status429' });
+    em.inject({ match: 'GET /api/v3/order', kind: 'status429', times: 2 });
+    await rig.manager.startSession(LIVE('live-429'));
+    for (const id of ['live-503', 'live-429']) {
+      const o = await until(`${id} resolved`, () => ordersOf(rig, id).find((x) => x.status === 'rejected'));
+      t.deepEqual(rig.services.orders.history(o.clientOrderId).map((h) => h.status), ['new', 'unknown', 'rejected'], id);
+      t.regex(o.reason ?? '', /^venue_no_such_order/, id);
+    }
+    t.is(em.orders.length, 0);
+    t.is(em.server.count('POST', '/api/v3/order'), 2, 'each sent once');
+    t.true(em.server.count('GET', '/api/v3/order') >= 4, 'asked again after the 429s');
+    t.is(em.server.faults.length, 0, 'every fault served');
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});

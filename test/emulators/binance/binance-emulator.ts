@@ -132,6 +132,11 @@ export class BinanceEmulator {
     this.execute(o, qty ?? o.origQty - o.executedQty, o.type === 'LIMIT' ? o.price : this.markets.get(o.symbol)!.price);
   }
 
+  /** Places an order as another client of the account would (POST /api/v3/order parameters, no signature). */
+  placeDirect(params: Record<string, string>): Answer {
+    return this.newOrder(new URLSearchParams(params));
+  }
+
   /** Orders with this client id, any status (a duplicate shows as two). */
   ordersWithClientId(clientOrderId: string): EmOrder[] {
     return this.orders.filter((o) => o.clientOrderId === clientOrderId);
