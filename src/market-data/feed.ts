@@ -37,6 +37,8 @@ export interface Feed {
   checkpoint?(): { cursor: number; logCloses: number[] };
   /** Feeds with bars arriving in the background (venue): called when a batch may have become due. */
   onReady?(listener: () => void): void;
+  /** Feeds with bars arriving in the background (venue): a batch is due now (a wake came while a step ran). */
+  hasDue?(): boolean;
   /** Feeds holding timers or streams (venue): releases them; idempotent. */
   close?(): void;
 }

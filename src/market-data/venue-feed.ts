@@ -61,6 +61,8 @@ export class VenueFeed implements Feed {
   readonly #buffer = new Map<number, Map<string, Bar>>();
   /** Per symbol: the stream's latest bar (maybe still open). */
   readonly #open = new Map<string, Bar>();
+  /** Per symbol: closed bars the stream gave ahead of what is known (a gap history is filling). */
+  readonly #ahead = new Map<string, Map<number, Bar>>();
   readonly #streamUp = new Set<string>();
   readonly #subs: { close(): void }[] = [];
   #started = false;
@@ -100,6 +102,10 @@ export class VenueFeed implements Feed {
     this.#ready = listener;
   }
 
+  hasDue(): boolean {
+    return this.#releasable() !== undefined;
+  }
+
   next(): Bar[] {
     this.#start();
     const released = this.#releasable();
@@ -120,6 +126,7 @@ export class VenueFeed implements Feed {
     for (const s of this.symbols) this.#known.set(s, cursor);
     for (const t of [...this.#buffer.keys()]) if (t <= cursor) this.#buffer.delete(t);
     this.#open.clear();
+    this.#ahead.clear();
     if (this.#started && !this.#fetching) this.#schedule();
   }
 
@@ -186,16 +193,37 @@ export class VenueFeed implements Feed {
   /** A closed bar from the stream: kept when it follows what is known, else history fills the gap. */
   #accept(symbol: string, bar: Bar): void {
     const known = this.#known.get(symbol)!;
-    if (bar.time <= known) return;
-    if (bar.time === known + this.tfMs && this.#buffer.size < this.#maxBuffered) {
+    if (bar.time <= known || this.#buffer.size >= this.#maxBuffered) return;
+    if (bar.time === known + this.tfMs) {
       this.#put(bar);
       this.#known.set(symbol, bar.time);
       this.stats.streamBars++;
+      this.#absorb(symbol);
       this.#ready?.();
       return;
     }
-    // A gap (a drop, a reconnect, a bar the stream never sent): history, now.
+    // A gap (a drop, a reconnect, a bar the stream never sent): kept aside, and history asked now.
+    let ahead = this.#ahead.get(symbol);
+    if (ahead === undefined) this.#ahead.set(symbol, (ahead = new Map()));
+    if (ahead.size < 1000) ahead.set(bar.time, bar);
     if (!this.#fetching) this.#schedule(true);
+  }
+
+  /** Stream bars kept aside that now follow what is known. */
+  #absorb(symbol: string): void {
+    const ahead = this.#ahead.get(symbol);
+    if (ahead === undefined) return;
+    let known = this.#known.get(symbol)!;
+    for (const t of [...ahead.keys()]) if (t <= known) ahead.delete(t);
+    for (let b = ahead.get(known + this.tfMs); b !== undefined; b = ahead.get(known + this.tfMs)) {
+      ahead.delete(b.time);
+      if (this.#buffer.get(b.time)?.has(symbol) !== true) {
+        this.#put(b);
+        this.stats.streamBars++;
+      }
+      known = b.time;
+    }
+    this.#known.set(symbol, known);
   }
 
   #put(bar: Bar): void {
@@ -258,6 +286,7 @@ export class VenueFeed implements Feed {
         const full = bars.length >= limit;
         const through = full ? last : Math.max(last, this.#lastClosedBefore(closedBy));
         this.#known.set(symbol, through);
+        this.#absorb(symbol);
         if (full) more = true;
         if (this.#buffer.size >= this.#maxBuffered) break;
       }

@@ -86,12 +86,21 @@ export class Reconciler {
 
   private async reconcileBroker(broker: Broker, runners: SessionRunner[], report: ReconcileReport, pauses: { id: string; reason: string }[]): Promise<void> {
     const symbols = [...new Set(runners.flatMap((r) => r.session.symbols))];
+    // The venue's open orders, one list per symbol: an order open there as recorded here needs no lookup
+    // of its own (1,000 open orders are a few requests, not 2,000, under the venue's rate limits).
+    const venueOpen = broker.openOrders !== undefined ? await broker.openOrders(symbols) : undefined;
+    const unchanged = new Set<string>();
+    for (const o of venueOpen ?? []) {
+      if (o.clientOrderId === undefined) continue;
+      const stored = this.d.orders.getByClientId(o.clientOrderId);
+      if (stored !== undefined && stored.status === o.status && same(stored.filledQty, o.filledQty)) unchanged.add(o.clientOrderId);
+    }
     // 1. Every order we know of that may still move: new (resubmitted only after a lookup), unknown, open.
-    for (const r of runners) await r.lock(() => this.reconcileOrders(r));
+    for (const r of runners) await r.lock(() => this.reconcileOrders(r, unchanged));
     // 2. Open orders at the venue with our prefix: adopted when SQLite gave up on them, `external` when it never had them.
-    if (broker.openOrders !== undefined) {
+    if (venueOpen !== undefined) {
       const byTag = new Map(runners.map((r) => [sessionTag(r.id), r]));
-      for (const o of await broker.openOrders(symbols)) {
+      for (const o of venueOpen) {
         if (o.clientOrderId !== undefined) {
           const stored = this.d.orders.getByClientId(o.clientOrderId);
           const r = runners.find((x) => x.id === stored?.sessionId);
@@ -152,7 +161,7 @@ export class Reconciler {
   }
 
   /** Inside the session's lock: new, unknown and open orders brought to the venue's state. */
-  private async reconcileOrders(r: SessionRunner): Promise<void> {
+  private async reconcileOrders(r: SessionRunner, unchanged: ReadonlySet<string> = new Set()): Promise<void> {
     const router = this.d.router;
     const all = this.d.orders.listBySession(r.id, { status: ['new', 'accepted', 'partially_filled', 'unknown', 'rejected'] });
     const since = this.d.now().getTime() - 24 * 3_600_000;
@@ -161,7 +170,7 @@ export class Reconciler {
     }
     const ask = all.filter((o) => o.status !== 'new' && (o.status !== 'rejected' || (o.reason?.startsWith(NO_SUCH_ORDER) === true && Date.parse(o.updatedAt) > since)));
     const unknown = ask.filter((o) => o.status === 'unknown');
-    const rest = ask.filter((o) => o.status !== 'unknown');
+    const rest = ask.filter((o) => o.status !== 'unknown' && !unchanged.has(o.clientOrderId));
     if (rest.length > 0 && r.broker.refreshOrders !== undefined) router.applyUpdates(r, await r.broker.refreshOrders(rest));
     await router.resolveUnknown(r, unknown, this.d.unknownTimeoutMs);
   }

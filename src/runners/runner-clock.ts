@@ -34,7 +34,9 @@ export class RunnerClock {
         if (!this.isClosing() && r.status === 'running' && !r.inFlight && r.pending === undefined && !r.venueHold) this.#scheduler.schedule(r, Math.max(Date.now(), r.retryAt));
       });
     }
-    this.#scheduler.schedule(r, Math.max(this.dueOf(r), r.retryAt));
+    // A venue feed's bar that arrived while the step ran is due now, not at the next interval.
+    const due = r.pending === undefined && r.feed.hasDue?.() === true ? Date.now() : this.dueOf(r);
+    this.#scheduler.schedule(r, Math.max(due, r.retryAt));
   }
 
   /** No more steps until scheduled again; a venue feed stops polling meanwhile (it catches up when next asked). */

@@ -48,6 +48,8 @@ export class EmulatorServer {
   delayMs = 0;
   /** Time spent inside the handler, per request (the emulator's own response time). */
   readonly handlerMs: number[] = [];
+  /** The same, with each request's method and path. */
+  readonly handled: { method: string; path: string; ms: number }[] = [];
   /** While false, websocket upgrades are refused (the connection destroyed): a stream that stays down. */
   acceptStreams = true;
   readonly streamClients = new Set<WebSocket>();
@@ -147,7 +149,9 @@ export class EmulatorServer {
     } catch (err) {
       answer = { status: 500, body: { code: -1001, msg: (err as Error).message } };
     }
-    this.handlerMs.push(performance.now() - t0);
+    const ms = performance.now() - t0;
+    this.handlerMs.push(ms);
+    this.handled.push({ method, path, ms });
     if (fault?.kind === 'accept-then-timeout') {
       this.held.add(res);
       res.on('close', () => this.held.delete(res));

@@ -91,10 +91,15 @@ export class BinanceEmulator {
     for (const [k, v] of Object.entries(o.balances ?? { USDT: 1_000_000 })) this.balances.set(k, v);
     this.server = new EmulatorServer((r) => this.route(r));
     this.server.onStream((ws) => this.stream(ws));
+    this.maxRequestsPerSecond = o.maxRequestsPerSecond;
   }
 
   /** Kline events sent over the streams so far. */
   klineEvents = 0;
+  /** Requests per second before 429 (-1003); may be changed while running. */
+  maxRequestsPerSecond: number | undefined;
+  /** 429 answers given for the request-rate limit. */
+  rateLimited = 0;
 
   async start(port = 0): Promise<string> {
     this.port = await this.server.listen(port);
@@ -147,10 +152,10 @@ export class BinanceEmulator {
   }
 
   private route(r: Routed): Answer {
-    if (this.o.maxRequestsPerSecond !== undefined) {
+    if (this.maxRequestsPerSecond !== undefined) {
       const now = Date.now();
       while (this.window.length > 0 && this.window[0]! < now - 1000) this.window.shift();
-      if (this.window.length >= this.o.maxRequestsPerSecond) return { status: 429, body: { code: -1003, msg: 'Too much request weight used; current limit is exceeded.' }, headers: { 'Retry-After': '1' } };
+      if (this.window.length >= this.maxRequestsPerSecond) return this.rateLimited++, { status: 429, body: { code: -1003, msg: 'Too much request weight used; current limit is exceeded.' }, headers: { 'Retry-After': '1' } };
       this.window.push(now);
     }
     const key = `${r.method} ${r.path}`;

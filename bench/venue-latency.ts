@@ -1,0 +1,86 @@
+// Bar close -> venue acknowledgement with 100 live sessions on the Binance emulator over loopback: each
+// session's venue feed (1s bars from the kline stream, history as fallback) steps every bar when it
+// closes, and the time from a bar's close (its open time + 1 s, wall clock) to the daemon holding the
+// venue's answer to an order decided on it is taken for every order. Orders are spread over the bars
+// (`--every N`: each session orders on one bar in N, phases spread, so 100/N orders a bar): ccxt's own
+// limiter paces one Binance instance at one request per 50 ms, so orders decided on the same bar queue
+// behind each other; run with --every 10 to see that. Beside it: the submit call alone (ccxt limiter +
+// loopback + emulator) and the emulator's own handler time for POST /api/v3/order.
+// Target: p99 under 25 ms.
+// Run: node --import=tsx bench/venue-latency.ts [--sessions 100] [--seconds 30] [--every 100]
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import type { BrokerOrderRequest, BrokerSubmitOptions } from '../src/brokers/broker.js';
+import { BinanceEmulator } from '../test/emulators/binance/binance-emulator.js';
+import { ROOT, tempDir } from '../test/helpers/daemon.js';
+import { buildTradingRig } from '../test/helpers/trading.js';
+import { passPrerequisites } from '../test/helpers/venues.js';
+
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, seconds: { type: 'string', default: '30' }, every: { type: 'string', default: '100' } } });
+const SESSIONS = Number(values.sessions);
+const SECONDS = Number(values.seconds);
+const EVERY = Number(values.every);
+const KEY = 'bench-key-l4t3ncy00';
+const SECRET = 'bench-secret-l4t3ncy00';
+const STRATEGY = join(ROOT, 'bench/fixtures/venue-every-bar.ts');
+
+const pct = (xs: number[], p: number) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const f = (x: number) => x.toFixed(1).padStart(7);
+
+const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET, balances: { USDT: 1e12 } });
+await em.start();
+const rig = await buildTradingRig({
+  file: join(tempDir('sessiond-bench-latency-'), 'sessiond.db'),
+  modules: [STRATEGY],
+  brokers: { bn: { type: 'ccxt', exchange: 'binance', sandbox: false, apiKeyEnv: 'BL_KEY', secretEnv: 'BL_SECRET', urls: em.ccxtUrls, timeoutMs: 5000 } },
+  env: { BL_KEY: KEY, BL_SECRET: SECRET },
+  runners: { poolSize: 2, maxBatchSize: 64 },
+  reconcile: { intervalMs: 0, unknownTimeoutMs: 60_000 },
+});
+const params = { qty: 0.0002 };
+await passPrerequisites(rig, 'bench-venue-every-bar', params, 'BTC/USDT');
+
+// The probe: when the daemon holds each order's acknowledgement (wall clock), and how long the submit took.
+const broker = rig.services.venues[0]!;
+const submit = broker.submit.bind(broker);
+const ackAt = new Map<string, number>();
+const submitMs: number[] = [];
+broker.submit = async (req: BrokerOrderRequest, o?: BrokerSubmitOptions) => {
+  const t0 = performance.now();
+  const ack = await submit(req, o);
+  submitMs.push(performance.now() - t0);
+  // Wall clock, as bar times are (performance.timeOrigin + now() drifts from Date.now()).
+  ackAt.set(req.clientOrderId, Date.now());
+  return ack;
+};
+
+const started = Date.now();
+for (let s = 0; s < SESSIONS; s++) {
+  await rig.manager.startSession({ id: `lat-${s}`, kind: 'live', strategy: { id: 'bench-venue-every-bar', params: { ...params, every: EVERY, phase: s % EVERY } }, brokerId: 'bn', symbols: ['BTC/USDT'], feed: { type: 'venue', timeframe: '1s' } });
+}
+const allStarted = Date.now();
+const handledBefore = em.server.handled.length;
+await new Promise((r) => setTimeout(r, SECONDS * 1000));
+await rig.close();
+await em.close();
+
+// Bars that closed after every session was running (the first bar of a session is one closed before it started).
+const latencies: number[] = [];
+let rejected = 0;
+for (const [id, at] of ackAt) {
+  const time = Number(id.split(':b:')[1]);
+  if (time + 1000 <= allStarted + 1000) continue;
+  latencies.push(at - (time + 1000));
+}
+for (const o of em.orders) if (o.status !== 'FILLED') rejected++;
+const posts = em.server.handled.slice(handledBefore).filter((h) => h.method === 'POST' && h.path === '/api/v3/order').map((h) => h.ms);
+console.log(`venue latency: ${SESSIONS} live sessions stepping every 1s venue bar (Binance emulator, kline stream, loopback), ${(SESSIONS / EVERY).toFixed(1)} orders a bar, ${SECONDS} s, starts took ${((allStarted - started) / 1000).toFixed(1)} s`);
+console.log(`  orders timed ${latencies.length} (${em.orders.length} at the venue, ${rejected} not filled), stream reconnects ${em.server.streamConnections - 1}`);
+console.log('                                       p50     p99     max   (ms)');
+console.log(`  bar close -> venue ack           ${f(pct(latencies, 50))} ${f(pct(latencies, 99))} ${f(Math.max(...latencies))}   target p99 < 25 ms: ${pct(latencies, 99) < 25 ? 'OK' : 'MISSED'}`);
+console.log(`  submit call (ccxt + loopback)    ${f(pct(submitMs, 50))} ${f(pct(submitMs, 99))} ${f(Math.max(...submitMs))}`);
+console.log(`  emulator's own POST order time   ${f(pct(posts, 50))} ${f(pct(posts, 99))} ${f(Math.max(...posts))}`);
