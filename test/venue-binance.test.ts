@@ -225,3 +225,31 @@ test.serial('5xx and 429 answered to a placement leave it unknown, resolved by l
     await em.close();
   }
 });
+
+test.serial("reconciliation reads the venue's open orders once: an order open there as recorded is not looked up, one that changed is", async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
+  try {
+    const params = { qty: 0.001, limitPrice: 40_000 };
+    await passPrerequisites(rig, 'test-venue-buyer', params, 'BTC/USDT');
+    await rig.manager.startSession(LIVE('live-open', params));
+    const order = await until('the limit order open', () => ordersOf(rig, 'live-open').find((o) => o.status === 'accepted'));
+    await rig.manager.pauseSession('live-open');
+    const lookups = () => em.server.count('GET', '/api/v3/order');
+    const before = lookups();
+    const openLists = em.server.count('GET', '/api/v3/openOrders');
+    await rig.services.runners.reconcileVenues();
+    t.is(lookups(), before, 'no lookup of an order the open list shows as recorded');
+    t.is(em.server.count('GET', '/api/v3/openOrders'), openLists + 1);
+    // Filled at the venue meanwhile: no longer in the open list, so it is looked up and its fill recorded.
+    em.setPrice('BTCUSDT', 39_000);
+    await rig.services.runners.reconcileVenues();
+    t.true(lookups() > before);
+    t.is(ordersOf(rig, 'live-open').find((o) => o.clientOrderId === order.clientOrderId)!.status, 'filled');
+    t.is(rig.services.orders.listFills('live-open').length, 1);
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
