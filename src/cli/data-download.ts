@@ -65,7 +65,13 @@ export async function downloadBars(o: DataDownloadOptions, io: DataDownloadIo = 
   const config = loadConfig(env);
   const def = config.brokers[o.broker];
   if (def === undefined) throw new BrokerNotFoundError(o.broker);
-  const client = createVenueClient(o.broker, { ...def, ...(def.type === 'ccxt' ? { streams: false } : {}) }, env, def.type === 'ccxt' ? await loadCcxt() : undefined);
+  const client = createVenueClient(
+    o.broker,
+    { ...def, ...(def.type === 'ccxt' ? { streams: false } : {}) },
+    env,
+    def.type === 'ccxt' ? await loadCcxt() : undefined,
+    def.type === 'alpaca' ? await import('../brokers/alpaca/alpaca-client.js') : undefined,
+  );
   if (client.fetchBars === undefined || client.timeframeMs === undefined) throw new ValidationError(`broker ${o.broker} has no bar history`);
   let tf: number;
   try {
