@@ -152,6 +152,26 @@ test('savePositions replaces the session positions, which positions returns by s
   t.is(repo.positions('s1').length, 1);
 });
 
+test('savePositions updates positions in place: an unchanged one is no row change, a moved one is one', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  const changes = () => db.prepare('SELECT total_changes()').pluck().get() as number;
+  const rowids = () => db.prepare("SELECT symbol, rowid AS id FROM positions WHERE session_id = 's1' ORDER BY symbol").all();
+  const msft: Position = { symbol: 'MSFT', qty: -5, avgPrice: 90, realizedPnl: 150, unrealizedPnl: 0, lastPrice: 90 };
+  const aapl: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 9.5, lastPrice: 101 };
+  repo.savePositions('s1', [msft, aapl]);
+  const ids = rowids();
+  let c0 = changes();
+  repo.savePositions('s1', [msft, aapl]);
+  t.is(changes() - c0, 0, 'nothing moved: no row written');
+  c0 = changes();
+  repo.savePositions('s1', [msft, { ...aapl, lastPrice: 102, unrealizedPnl: 19.5 }]);
+  t.is(changes() - c0, 1, 'one position moved: one row changed');
+  t.deepEqual(rowids(), ids, 'updated in place, not deleted and inserted again');
+  t.deepEqual(repo.positions('s1'), [{ ...aapl, lastPrice: 102, unrealizedPnl: 19.5 }, msft]);
+});
+
 test('transaction writes order, fill and positions together or not at all', (t) => {
   const { db } = tempDb(t);
   addSession(db, 's1');

@@ -323,8 +323,8 @@ export class SqliteOrderRepository implements OrderRepository {
     addFill: Statement<[FillRow]>;
     listFills: Statement<[string], FillRow>;
     positions: Statement<[string], PositionRow>;
-    deletePositions: Statement<[string]>;
-    insertPosition: Statement<[PositionRow]>;
+    deleteOtherPositions: Statement<[string, string]>;
+    upsertPosition: Statement<[PositionRow]>;
     expire: Statement<[string, string], OrderRow>;
   };
 
@@ -357,10 +357,17 @@ export class SqliteOrderRepository implements OrderRepository {
         `SELECT session_id, symbol, qty, avg_price, realized_pnl, unrealized_pnl, last_price, updated_at
          FROM positions WHERE session_id = ? ORDER BY symbol`,
       ),
-      deletePositions: db.prepare('DELETE FROM positions WHERE session_id = ?'),
-      insertPosition: db.prepare(`
+      // Symbols no longer listed (runners never drop one, so this normally changes no row).
+      deleteOtherPositions: db.prepare('DELETE FROM positions WHERE session_id = ? AND symbol NOT IN (SELECT value FROM json_each(?))'),
+      // In place, and only when something moved: an unchanged position is no row change at all.
+      upsertPosition: db.prepare(`
         INSERT INTO positions (session_id, symbol, qty, avg_price, realized_pnl, unrealized_pnl, last_price, updated_at)
-        VALUES (@session_id, @symbol, @qty, @avg_price, @realized_pnl, @unrealized_pnl, @last_price, @updated_at)`),
+        VALUES (@session_id, @symbol, @qty, @avg_price, @realized_pnl, @unrealized_pnl, @last_price, @updated_at)
+        ON CONFLICT (session_id, symbol) DO UPDATE SET qty = excluded.qty, avg_price = excluded.avg_price,
+          realized_pnl = excluded.realized_pnl, unrealized_pnl = excluded.unrealized_pnl, last_price = excluded.last_price,
+          updated_at = excluded.updated_at
+        WHERE qty IS NOT excluded.qty OR avg_price IS NOT excluded.avg_price OR realized_pnl IS NOT excluded.realized_pnl
+          OR unrealized_pnl IS NOT excluded.unrealized_pnl OR last_price IS NOT excluded.last_price`),
       expire: db.prepare(`
         UPDATE orders SET status = 'expired', reason = 'approval expired at ' || expires_at, updated_at = ?
         WHERE status = 'pending_approval' AND expires_at IS NOT NULL AND expires_at <= ?
@@ -467,8 +474,8 @@ export class SqliteOrderRepository implements OrderRepository {
       seen.add(p.symbol);
     }
     this.transaction(() => {
-      this.stmts.deletePositions.run(sessionId);
-      for (const p of positions) this.stmts.insertPosition.run(positionToRow(sessionId, p, at));
+      this.stmts.deleteOtherPositions.run(sessionId, JSON.stringify([...seen]));
+      for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));
     });
   }
 
