@@ -9,6 +9,8 @@ import type { BarSource } from '../sessions/session-book.js';
  */
 export function sessionBars(options: { defaultBarIntervalMs: number; baseDir?: string }): BarSource {
   return (session, record, limit) => {
+    // A venue feed's bars are the venue's (not replayable here): the chart shows none for it.
+    if (session.feed?.type === 'venue') return [];
     const feed = createFeed(feedConfigOf(session, options.defaultBarIntervalMs), session.symbols, {
       startTime: record.startTime,
       accelerated: true,
