@@ -169,3 +169,8 @@ export class EmulatorServer {
     res.end(body);
   }
 }
+
+/** A 200 answer with a JSON body. */
+export function ok(body: unknown): Answer {
+  return { status: 200, body };
+}

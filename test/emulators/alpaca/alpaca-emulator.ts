@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { EmulatorServer, type Answer, type Fault, type Routed } from '../http-util.js';
+import { EmulatorServer, ok, type Answer, type Fault, type Routed } from '../http-util.js';
 
 /**
  * An Alpaca Trading API v2 + Market Data v2 emulator of the subset sessiond uses, on 127.0.0.1.
@@ -271,6 +271,3 @@ function money(x: number): string {
   return (Math.round(x * 10000) / 10000).toString();
 }
 
-function ok(body: unknown): Answer {
-  return { status: 200, body };
-}

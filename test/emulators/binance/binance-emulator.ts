@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { WebSocket } from 'ws';
-import { EmulatorServer, type Answer, type Fault, type Routed } from '../http-util.js';
+import { EmulatorServer, ok, type Answer, type Fault, type Routed } from '../http-util.js';
 
 /**
  * A Binance spot REST emulator of the subset sessiond uses, on 127.0.0.1, for tests and benchmarks.
@@ -472,9 +472,6 @@ function round8(x: number): number {
   return Math.round(x * 1e8) / 1e8;
 }
 
-function ok(body: unknown): Answer {
-  return { status: 200, body };
-}
 
 function err(status: number, code: number, msg: string): Answer {
   return { status, body: { code, msg } };
