@@ -71,7 +71,7 @@ test.serial('a live session trades on Binance 1s venue bars; a daemon restart th
   t.is(rig.manager.getSession('live-vf').status, 'running');
 });
 
-test.serial('a live session trades on Alpaca 1m venue bars (the last closed minute first)', async (t) => {
+test.serial('a live session trades on Alpaca 1h venue bars (the last closed hour first), its fill seen between bars', async (t) => {
   const em = new AlpacaEmulator({ keyId: KEY, secretKey: SECRET });
   await em.start();
   t.teardown(() => em.close());
@@ -87,12 +87,15 @@ test.serial('a live session trades on Alpaca 1m venue bars (the last closed minu
   const bad = await t.throwsAsync(rig.manager.startSession({ id: 'live-1s', kind: 'live', strategy: { id: 'test-venue-bar-recorder', params }, brokerId: 'ap', symbols: ['AAPL'], feed: { type: 'venue', timeframe: '1s' } }));
   t.regex(bad!.message, /timeframe 1s is not one Alpaca has/);
   const startedAt = Date.now();
-  await rig.manager.startSession({ id: 'live-ap', kind: 'live', strategy: { id: 'test-venue-bar-recorder', params }, brokerId: 'ap', symbols: ['AAPL'], feed: { type: 'venue', timeframe: '1m' } });
+  await rig.manager.startSession({ id: 'live-ap', kind: 'live', strategy: { id: 'test-venue-bar-recorder', params }, brokerId: 'ap', symbols: ['AAPL'], feed: { type: 'venue', timeframe: '1h' } });
   const order = await until('the order filled', () => ordersOf(rig, 'live-ap').find((o) => o.status === 'filled'));
   t.is(order.filledQty, 2);
   t.is(em.orders.length, 1);
-  const [first] = steppedTimes(rig, 'live-ap');
-  // The minute that closed last before the start (or, across a minute boundary, the one after it).
-  t.true(first === Math.floor(startedAt / 60_000) * 60_000 - 60_000 || first === Math.floor(startedAt / 60_000) * 60_000, `first bar ${first}`);
+  const times = steppedTimes(rig, 'live-ap');
+  const hour = 3_600_000;
+  // The hour that closed last before the start (or, across an hour boundary, the one after it).
+  t.true(times[0] === Math.floor(startedAt / hour) * hour - hour || times[0] === Math.floor(startedAt / hour) * hour, `first bar ${times[0]}`);
+  // The next bar is up to an hour away: the fill was asked for between bars.
+  t.is(times.length, 1);
   t.true(em.server.requests.some((r) => r.path === '/v2/stocks/bars'));
 });
