@@ -1,5 +1,6 @@
 import test from 'ava';
 import { join } from 'node:path';
+import { venueClientOrderId } from '../src/brokers/venue/client-order-id.js';
 import { SessiondError } from '../src/domain/errors.js';
 import { AlpacaEmulator } from './emulators/alpaca/alpaca-emulator.js';
 import { tempDir } from './helpers/daemon.js';
@@ -111,6 +112,33 @@ test.serial('Alpaca: fills made while the daemon is down are recorded at restart
     t.is(rig.services.orders.positions('live-down')[0]!.qty, em.positions.get('MSFT') ?? NaN);
     t.is(em.orders.length, 1, 'nothing placed again');
     t.is(rig.manager.getSession('live-down').status, 'running');
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
+
+test.serial('Alpaca: 422 "client_order_id must be unique" is read as already placed: looked up, nothing placed twice', async (t) => {
+  const em = new AlpacaEmulator({ keyId: KEY, secretKey: SECRET });
+  await em.start();
+  em.autoFill = false;
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
+  try {
+    const params = { qty: 2 };
+    await passPrerequisites(rig, 'test-venue-buyer', params, 'AAPL');
+    const venueId = venueClientOrderId('sd-', 'live-dup', 'live-dup:buy-once');
+    // Someone (this daemon before a lost answer) placed it already.
+    const placed = await fetch(`${em.url}/v2/orders`, {
+      method: 'POST',
+      headers: { 'APCA-API-KEY-ID': KEY, 'APCA-API-SECRET-KEY': SECRET, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ symbol: 'AAPL', qty: '2', side: 'buy', type: 'market', time_in_force: 'day', client_order_id: venueId }),
+    });
+    t.is(placed.status, 200);
+    await rig.manager.startSession(LIVE('live-dup', 'AAPL', params));
+    const order = await until('the order acknowledged', () => ordersOf(rig, 'live-dup').find((o) => o.status === 'accepted'));
+    t.is(em.server.count('POST', '/v2/orders'), 2, 'ours was answered 422');
+    t.is(em.ordersWithClientId(venueId).length, 1);
+    t.is(order.brokerOrderId, em.orders[0]!.id);
   } finally {
     await rig.close();
     await em.close();

@@ -1,5 +1,6 @@
 import test from 'ava';
 import { join } from 'node:path';
+import { venueClientOrderId } from '../src/brokers/venue/client-order-id.js';
 import { SessiondError } from '../src/domain/errors.js';
 import { BinanceEmulator } from './emulators/binance/binance-emulator.js';
 import { tempDir } from './helpers/daemon.js';
@@ -248,6 +249,26 @@ test.serial("reconciliation reads the venue's open orders once: an order open th
     t.true(lookups() > before);
     t.is(ordersOf(rig, 'live-open').find((o) => o.clientOrderId === order.clientOrderId)!.status, 'filled');
     t.is(rig.services.orders.listFills('live-open').length, 1);
+  } finally {
+    await rig.close();
+    await em.close();
+  }
+});
+
+test.serial('a duplicate client order id answer (-2010 "Duplicate order sent.") is read as already placed: looked up, nothing placed twice', async (t) => {
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  const rig = await rigOn(em, join(tempDir(), 'sessiond.db'));
+  try {
+    await passPrerequisites(rig, 'test-venue-buyer', PARAMS, 'BTC/USDT');
+    // The venue already holds an open order with the id this session's order will carry (sent before a lost answer).
+    const venueId = venueClientOrderId('sd-', 'live-dup', 'live-dup:buy-once');
+    t.is(em.placeDirect({ symbol: 'BTCUSDT', side: 'BUY', type: 'LIMIT', timeInForce: 'GTC', quantity: '0.01234', price: '40000.00', newClientOrderId: venueId }).status, 200);
+    await rig.manager.startSession(LIVE('live-dup'));
+    const order = await until('the order acknowledged', () => ordersOf(rig, 'live-dup').find((o) => o.status === 'accepted'));
+    t.is(em.server.count('POST', '/api/v3/order'), 1, 'the one POST was answered -2010');
+    t.is(em.ordersWithClientId(venueId).length, 1);
+    t.is(order.brokerOrderId, String(em.orders[0]!.orderId));
   } finally {
     await rig.close();
     await em.close();
