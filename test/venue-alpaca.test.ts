@@ -136,6 +136,7 @@ test.serial('Alpaca: 422 "client_order_id must be unique" is read as already pla
     t.is(placed.status, 200);
     await rig.manager.startSession(LIVE('live-dup', 'AAPL', params));
     const order = await until('the order acknowledged', () => ordersOf(rig, 'live-dup').find((o) => o.status === 'accepted'));
+    t.deepEqual(rig.services.orders.history(order.clientOrderId).map((h) => h.status), ['new', 'accepted'], 'known at once, never unknown');
     t.is(em.server.count('POST', '/v2/orders'), 2, 'ours was answered 422');
     t.is(em.ordersWithClientId(venueId).length, 1);
     t.is(order.brokerOrderId, em.orders[0]!.id);

@@ -266,6 +266,7 @@ test.serial('a duplicate client order id answer (-2010 "Duplicate order sent.") 
     t.is(em.placeDirect({ symbol: 'BTCUSDT', side: 'BUY', type: 'LIMIT', timeInForce: 'GTC', quantity: '0.01234', price: '40000.00', newClientOrderId: venueId }).status, 200);
     await rig.manager.startSession(LIVE('live-dup'));
     const order = await until('the order acknowledged', () => ordersOf(rig, 'live-dup').find((o) => o.status === 'accepted'));
+    t.deepEqual(rig.services.orders.history(order.clientOrderId).map((h) => h.status), ['new', 'accepted'], 'known at once, never unknown');
     t.is(em.server.count('POST', '/api/v3/order'), 1, 'the one POST was answered -2010');
     t.is(em.ordersWithClientId(venueId).length, 1);
     t.is(order.brokerOrderId, String(em.orders[0]!.orderId));

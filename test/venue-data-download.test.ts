@@ -65,6 +65,10 @@ test('sessionctl data download pages through Binance history into a replay CSV t
   t.regex(tf!.message, /^broker bn: timeframe 7m is not one binance has/);
   const nobroker = await t.throwsAsync(downloadBars({ ...args, broker: 'nope', timeframe: '1m' }, { env: denv }));
   t.is((nobroker as { code?: string }).code, 'BROKER_NOT_FOUND');
+  // Up to a time still to come: the bar open now is not written (klines include it).
+  const recent = await downloadBars({ ...args, out: join(dir, 'recent.csv'), broker: 'bn', timeframe: '1m', from: String(Date.now() - 5 * 60_000), to: String(Date.now() + 3_600_000) }, { env: denv });
+  t.true(Date.parse(recent.last!) + 60_000 <= Date.now(), `last bar ${recent.last} is closed`);
+  t.true(recent.bars >= 4 && recent.bars <= 5);
   t.false(existsSync(join(dir, 'x.csv')));
   t.false(readFileSync(out, 'utf8').includes(SECRET));
 });

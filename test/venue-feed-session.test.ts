@@ -66,6 +66,9 @@ test.serial('a live session trades on Binance 1s venue bars; a daemon restart th
   });
   const times = steppedTimes(rig, 'live-vf');
   t.deepEqual(times.slice(0, before.length), before);
+  // Every step had a bar: "nothing yet" is not a step.
+  const state = rig.services.runners.runnerState('live-vf')!.state as { steps: number; times: number[] };
+  t.is(state.steps, state.times.length);
   for (let i = 1; i < times.length; i++) t.is(times[i]! - times[i - 1]!, 1000, `bar ${i}: ${times[i - 1]} then ${times[i]}`);
   t.is(em.orders.length, 1, 'no order placed again');
   t.is(rig.manager.getSession('live-vf').status, 'running');
