@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -11,7 +10,7 @@ import { BinanceEmulator } from './emulators/binance/binance-emulator.js';
 import { daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis } from './helpers/redis.js';
 import { untilWithin } from './helpers/until.js';
-import { VENUE_BUYER, writeBars } from './helpers/venues.js';
+import { writeBars, writeVenueDaemonConfig } from './helpers/venues.js';
 
 // README claims about a restart with a live session whose venue disagrees: /readyz answers 503 `recovery`
 // while recovery runs (here made slow by a slow venue at reconciliation), the reconcile_mismatch webhook
@@ -76,19 +75,10 @@ test('restart with a venue that disagrees: /readyz 503 recovery until reconciled
   const hook = await receiver();
   const redis = await startTestRedis();
   const dir = tempDir('sessiond-alerts-');
-  const configFile = join(dir, 'config.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      http: { enabled: true, host: '127.0.0.1', port: 0 },
-      strategies: { modules: [VENUE_BUYER] },
-      marketData: { dirs: [dir], maxFileBytes: 1_000_000 },
-      prerequisites: { backtest: { minReturnPct: -100, maxDrawdownPct: 100, minSharpe: -100, minTrades: 0 }, paper: { minRunSeconds: 0, minReturnPct: -100, maxDrawdownPct: 100 } },
-      brokers: { bn: { type: 'ccxt', exchange: 'binance', apiKeyEnv: 'BN_KEY', secretEnv: 'BN_SECRET', urls: em.ccxtUrls, timeoutMs: 60_000 } },
-      reconcile: { intervalMs: 0, unknownTimeoutMs: 60_000 },
-      notify: { webhooks: [{ url: hook.url, secret: HOOK_SECRET, events: ['reconcile_mismatch'] }], timeoutMs: 2000, maxAttempts: 50, backoffMs: 100 },
-    }),
-  );
+  const configFile = writeVenueDaemonConfig(dir, em.ccxtUrls, {
+    notify: { webhooks: [{ url: hook.url, secret: HOOK_SECRET, events: ['reconcile_mismatch'] }], timeoutMs: 2000, maxAttempts: 50, backoffMs: 100 },
+  });
+
   const env = daemonEnv(redis.url, dir, { SESSIOND_CONFIG: configFile, SESSIOND_HTTP: 'true', BN_KEY: KEY, BN_SECRET: SECRET });
   const client = new CommandClient({ redisUrl: redis.url, queueName: env.SESSIOND_QUEUE });
   const daemons: DaemonProcess[] = [];

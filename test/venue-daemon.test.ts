@@ -8,7 +8,7 @@ import { BinanceEmulator } from './emulators/binance/binance-emulator.js';
 import { daemonEnv, spawnDaemon, tempDir, type DaemonProcess } from './helpers/daemon.js';
 import { startTestRedis } from './helpers/redis.js';
 import { untilWithin } from './helpers/until.js';
-import { VENUE_BUYER, writeBars } from './helpers/venues.js';
+import { writeBars, writeVenueDaemonConfig } from './helpers/venues.js';
 
 const until = untilWithin(30_000, { pollMs: 50, retryOnError: true });
 const KEY = 'daemon-key-7c1e9a2b4d6f8h0j';
@@ -33,19 +33,8 @@ test('a daemon SIGKILLed between submit and ack restarts with no duplicate at th
   await em.start();
   const redis = await startTestRedis();
   const dir = tempDir('sessiond-venue-daemon-');
-  const configFile = join(dir, 'config.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      http: { enabled: true, host: '127.0.0.1', port: 0 },
-      strategies: { modules: [VENUE_BUYER] },
-      marketData: { dirs: [dir], maxFileBytes: 1_000_000 },
-      prerequisites: { backtest: { minReturnPct: -100, maxDrawdownPct: 100, minSharpe: -100, minTrades: 0 }, paper: { minRunSeconds: 0, minReturnPct: -100, maxDrawdownPct: 100 } },
-      // The submit's answer is held by the emulator: a long client timeout keeps the daemon waiting for it.
-      brokers: { bn: { type: 'ccxt', exchange: 'binance', apiKeyEnv: 'BN_KEY', secretEnv: 'BN_SECRET', urls: em.ccxtUrls, timeoutMs: 60_000 } },
-      reconcile: { intervalMs: 0, unknownTimeoutMs: 60_000 },
-    }),
-  );
+  // The submit's answer is held by the emulator: the config's long client timeout keeps the daemon waiting for it.
+  const configFile = writeVenueDaemonConfig(dir, em.ccxtUrls);
   const env = daemonEnv(redis.url, dir, { SESSIOND_CONFIG: configFile, SESSIOND_HTTP: 'true', BN_KEY: KEY, BN_SECRET: SECRET });
   const file = env.SESSIOND_DB!;
   const client = new CommandClient({ redisUrl: redis.url, queueName: env.SESSIOND_QUEUE });

@@ -1,4 +1,4 @@
-import type { Bar } from '../domain/market.js';
+import type { Bar, BarSource } from '../domain/market.js';
 import type { Fill, Order, Position } from '../domain/order.js';
 
 /** What a broker needs of an order to place it (a full domain Order fits). */
@@ -139,15 +139,5 @@ export interface Broker {
   reload?(): void;
 }
 
-/** A venue's bars: history pages and, where the adapter uses one, a stream of bar updates. */
-export interface BrokerBarSource {
-  readonly brokerId: string;
-  /** Most bars one history request returns. */
-  readonly pageLimit: number;
-  /** A timeframe's length in ms; throws VALIDATION_ERROR naming it when the venue has no such timeframe. */
-  timeframeMs(timeframe: string): number;
-  /** Bars oldest first from `since` (epoch ms, inclusive); the last may be the bar still open. */
-  fetchBars(symbol: string, timeframe: string, since: number, limit: number): Promise<Bar[]>;
-  /** Every update of the symbol's bars over the venue's stream (reconnecting by itself). Absent: history only. */
-  watchBars?(symbol: string, timeframe: string, listener: { onBar(bar: Bar): void; onDown(reason: string): void; onUp?(): void }): { close(): void };
-}
+/** A venue's bars (history pages, maybe a stream): the domain's BarSource. */
+export type BrokerBarSource = BarSource;

@@ -24,3 +24,25 @@ export interface Signal {
   limitPrice?: number;
   reason?: string;
 }
+
+/**
+ * A venue's bars: history pages and, where the adapter has one, a stream of bar updates. Live brokers offer
+ * it (the broker port's `bars`) and venue feeds read it; it lives here so neither imports the other.
+ */
+export interface BarSource {
+  readonly brokerId: string;
+  /** Most bars one history request returns. */
+  readonly pageLimit: number;
+  /** A timeframe's length in ms; throws VALIDATION_ERROR naming it when the venue has no such timeframe. */
+  timeframeMs(timeframe: string): number;
+  /** Bars oldest first from `since` (epoch ms, inclusive); the last may be the bar still open. */
+  fetchBars(symbol: string, timeframe: string, since: number, limit: number): Promise<Bar[]>;
+  /** Every update of the symbol's bars over the venue's stream (reconnecting by itself). Absent: history only. */
+  watchBars?(symbol: string, timeframe: string, listener: BarStreamListener): { close(): void };
+}
+
+export interface BarStreamListener {
+  onBar(bar: Bar): void;
+  onDown(reason: string): void;
+  onUp?(): void;
+}

@@ -1,17 +1,8 @@
-import type { Bar } from '../domain/market.js';
+import type { Bar, BarSource } from '../domain/market.js';
 import type { Feed } from './feed.js';
 
-/**
- * What a venue feed needs of a live broker: history pages and, where the adapter has one, a stream of bar
- * updates (the broker port's `bars`; declared here so market data imports nothing of the brokers).
- */
-export interface VenueBarSource {
-  readonly brokerId: string;
-  readonly pageLimit: number;
-  timeframeMs(timeframe: string): number;
-  fetchBars(symbol: string, timeframe: string, since: number, limit: number): Promise<Bar[]>;
-  watchBars?(symbol: string, timeframe: string, listener: { onBar(bar: Bar): void; onDown(reason: string): void; onUp?(): void }): { close(): void };
-}
+/** What a venue feed needs of a live broker: the domain's BarSource (the broker port's `bars`). */
+export type VenueBarSource = BarSource;
 
 export interface VenueFeedLogger {
   warn(obj: object, msg: string): void;

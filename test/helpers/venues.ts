@@ -42,3 +42,26 @@ export function pauseReasons(rig: TradingRig, sessionId: string): string[] {
     .filter((h) => h.to === 'paused')
     .map((h) => h.reason ?? '');
 }
+
+/**
+ * Writes `config.json` in `dir` for a daemon whose live broker `bn` is the Binance emulator at `ccxtUrls`
+ * (credentials from env BN_KEY / BN_SECRET): HTTP on a free port, the venue-buyer strategy, open prerequisite
+ * thresholds, no periodic reconciliation, a long client timeout (the emulator may hold an answer). `extra`
+ * keys are added at the top level. Returns the file's path.
+ */
+export function writeVenueDaemonConfig(dir: string, ccxtUrls: unknown, extra: Record<string, unknown> = {}): string {
+  const file = join(dir, 'config.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      http: { enabled: true, host: '127.0.0.1', port: 0 },
+      strategies: { modules: [VENUE_BUYER] },
+      marketData: { dirs: [dir], maxFileBytes: 1_000_000 },
+      prerequisites: { backtest: { minReturnPct: -100, maxDrawdownPct: 100, minSharpe: -100, minTrades: 0 }, paper: { minRunSeconds: 0, minReturnPct: -100, maxDrawdownPct: 100 } },
+      brokers: { bn: { type: 'ccxt', exchange: 'binance', apiKeyEnv: 'BN_KEY', secretEnv: 'BN_SECRET', urls: ccxtUrls, timeoutMs: 60_000 } },
+      reconcile: { intervalMs: 0, unknownTimeoutMs: 60_000 },
+      ...extra,
+    }),
+  );
+  return file;
+}
