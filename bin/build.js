@@ -9,7 +9,7 @@
 // venue SDKs (ccxt, Alpaca), imported only when a broker of their type is configured. Strategy worker
 // threads run dist/workers (compiled modules), not a bundle.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,32 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 /** The installed commands' entries (bin/sessiond.js, bin/sessionctl.js). */
 export const ENTRIES = ['src/daemon/main', 'src/cli/sessionctl'];
-const EXTERNAL = ['better-sqlite3', 'piscina', 'ccxt', '@alpacahq/alpaca-trade-api'];
+const EXTERNAL = [
+  'better-sqlite3',
+  'piscina',
+  'ccxt',
+  '@alpacahq/alpaca-trade-api',
+  // sessionctl's `data download` (and the config loader and zod it needs) is imported only by that command:
+  // it stays the compiled module beside the bundle, so every other command loads less.
+  './data-download.js',
+];
+
+/**
+ * V8 drops a script's dynamic-import callback when the script comes from the code cache, so `import()` left in
+ * a cached bundle throws "A dynamic import callback was not specified" (seen on Node 20 with the ccxt broker
+ * and `data download`). The bundle's `import("<external>")` calls go through the loader's `__bundleImport`
+ * instead (bin/bundle-loader.js), a real ES-module import resolved from the bundle's folder. The build fails
+ * if an external is imported dynamically some other way.
+ */
+function routeDynamicImports(file) {
+  let text = readFileSync(file, 'utf8');
+  for (const spec of EXTERNAL) {
+    text = text.split(`import(${JSON.stringify(spec)})`).join(`__bundleImport(${JSON.stringify(spec)})`);
+  }
+  const left = [...text.matchAll(/\bimport\((["'][^"']+["'])\)/g)].map((m) => m[1]);
+  if (left.length > 0) throw new Error(`build: ${file} still has dynamic imports the code cache would break: ${left.join(', ')}`);
+  writeFileSync(file, text);
+}
 
 const started = new Date();
 rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
@@ -54,6 +79,7 @@ if (esbuild) {
       define: { 'import.meta.url': '__importMetaUrl' },
       logLevel: 'warning',
     });
+    routeDynamicImports(outfile);
     const c = spawnSync(
       process.execPath,
       ['--input-type=module', '-e', `import { writeCodeCache } from ${JSON.stringify(new URL('./bundle-loader.js', import.meta.url).href)}; writeCodeCache(${JSON.stringify(outfile)});`],

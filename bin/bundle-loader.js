@@ -4,26 +4,27 @@
 // or V8 version is rejected by V8 and the bundle compiles as usual: slower, never wrong.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import vm from 'node:vm';
 
 /** The exact text V8 compiles: producing and consuming the cache must see the same source. */
 function wrap(source) {
-  return `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
+  return `(function (exports, require, module, __filename, __dirname, __bundleImport) {${source}\n})`;
 }
 
 function compile(file, cachedData) {
   return new vm.Script(wrap(readFileSync(file, 'utf8')), {
     filename: file,
     cachedData,
-    // import() inside the bundle (externals such as ccxt, loaded only when configured) uses Node's loader.
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
   });
 }
 
 function evaluate(script, file) {
   const module = { exports: {} };
-  script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
+  // import() of an external, routed here by bin/build.js: the cached script has no dynamic-import callback.
+  const bundleImport = (spec) => import(spec.startsWith('.') ? pathToFileURL(resolve(dirname(file), spec)).href : spec);
+  script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file), bundleImport);
   return module.exports;
 }
 
