@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { liveChannel } from '../commands/schemas.js';
+import { liveChannel } from '../commands/queue-names.js';
 import type { LiveEvent } from '../sessions/live-events.js';
 
 export interface WatchOptions {

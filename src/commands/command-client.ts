@@ -3,7 +3,8 @@ import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parseWireError, SessiondError } from '../domain/errors.js';
 import { derivedSessionId, isValidId } from '../domain/ids.js';
-import { DEFAULT_QUEUE_NAME, DEFAULT_QUEUE_PREFIX, type CommandName } from './schemas.js';
+import { DEFAULT_QUEUE_NAME, DEFAULT_QUEUE_PREFIX } from './queue-names.js';
+import type { CommandName } from './schemas.js';
 import { SEQUENCED_COMMANDS, sequenceKey } from './sequence-gate.js';
 
 export interface CommandClientOptions {

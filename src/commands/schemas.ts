@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IdSchema } from '../domain/ids.js';
+import { IdSchema } from '../domain/id-schema.js';
 import { LIMITS } from '../domain/limits.js';
 
 /** Job names of the `session-commands` queue: the contract other programs rely on. */
@@ -51,13 +51,5 @@ export const GetSessionSchema = z.object({ sessionId: IdSchema }).strict();
 /** `get-command`: the recorded outcome of a command, from SQLite (it outlives Redis). */
 export const GetCommandSchema = z.object({ commandId: IdSchema }).strict();
 
-export const DEFAULT_QUEUE_NAME = 'session-commands';
-export const DEFAULT_QUEUE_PREFIX = 'sessiond';
-
-/**
- * The Redis pub/sub channel the daemon publishes live events on (JSON: transitions and order changes),
- * read by `sessionctl watch`. Best effort: a subscriber sees what happens while it is subscribed.
- */
-export function liveChannel(prefix: string, queueName: string): string {
-  return `${prefix}:${queueName}:live`;
-}
+// The queue's names live in a module without zod, so the CLI loads no schema code.
+export { DEFAULT_QUEUE_NAME, DEFAULT_QUEUE_PREFIX, liveChannel } from './queue-names.js';

@@ -6,7 +6,7 @@ import type { VenueBroker } from '../brokers/venue/venue-broker.js';
 import { createBacktestHandler } from '../commands/backtest-command.js';
 import type { CommandHandler } from '../commands/command-consumer.js';
 import { InternalError, ValidationError } from '../domain/errors.js';
-import { IdSchema } from '../domain/ids.js';
+import { IdSchema } from '../domain/id-schema.js';
 import { BarFiles } from '../market-data/bar-files.js';
 import type { StrategyRef } from '../domain/session.js';
 import type { Db } from '../persistence/database.js';

@@ -1,5 +1,3 @@
-import { z } from 'zod';
-
 /**
  * The one rule every id a command carries or derives obeys: command ids (BullMQ job ids), session ids
  * (given, or `s-<commandId>` derived by a `start` without one), the ids of orders and backtests made from
@@ -14,9 +12,6 @@ export const ID_RULE = 'letters, digits and . _ : - only, starting with a letter
 export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && ID_PATTERN.test(id);
 }
-
-/** Zod schema of an id that obeys the rule. */
-export const IdSchema = z.string().regex(ID_PATTERN, ID_RULE);
 
 /** The session id a `start` without `id` gets from its command id. */
 export function derivedSessionId(commandId: string): string {

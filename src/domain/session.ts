@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IdSchema } from './ids.js';
+import { IdSchema } from './id-schema.js';
 import { boundedParams, LIMITS } from './limits.js';
 
 export const SESSION_STATUSES = ['created', 'running', 'paused', 'stopped'] as const;

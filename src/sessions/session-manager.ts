@@ -43,7 +43,8 @@ import { KeyedQueue } from './keyed-queue.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from './ports.js';
 import { zodIssues } from './zod-issues.js';
 import { z } from 'zod';
-import { ID_RULE, IdSchema, derivedSessionId, describeId, isValidId } from '../domain/ids.js';
+import { IdSchema } from '../domain/id-schema.js';
+import { ID_RULE, derivedSessionId, describeId, isValidId } from '../domain/ids.js';
 import { boundedParams, LIMITS } from '../domain/limits.js';
 
 export interface PrerequisiteThresholds {
