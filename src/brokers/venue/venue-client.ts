@@ -1,16 +1,10 @@
-import type { Bar } from '../../domain/market.js';
-import type { Side } from '../../domain/market.js';
+import type { Bar, Side } from '../../domain/market.js';
 
-/** A venue's order, as its adapter parsed it from the wire. */
-export interface VenueOrder {
+/** A venue's order, as its adapter parsed it from the wire: what was placed, and what became of it. */
+export interface VenueOrder extends VenuePlaceRequest {
   venueOrderId: string;
-  venueClientOrderId: string;
-  symbol: string;
-  side: Side;
-  type: 'market' | 'limit';
   /** As the venue holds it (rounded to the market's step). */
   qty: number;
-  limitPrice?: number | undefined;
   status: 'accepted' | 'partially_filled' | 'filled' | 'cancelled' | 'rejected' | 'expired';
   filledQty: number;
   avgFillPrice?: number | undefined;
