@@ -275,3 +275,30 @@ test.serial('a duplicate client order id answer (-2010 "Duplicate order sent.") 
     await em.close();
   }
 });
+
+test.serial("ccxt's limiter is on, as its rolling window by default (the leaky bucket made every order wait its cost) and as configured", async (t) => {
+  const { createCcxtExchange, loadCcxt } = await import('../src/brokers/ccxt/ccxt-client.js');
+  const { BrokerConfigSchema } = await import('../src/brokers/broker-config.js');
+  const em = new BinanceEmulator({ apiKey: KEY, secret: SECRET });
+  await em.start();
+  t.teardown(() => em.close());
+  const ccxt = await loadCcxt();
+  const base = { exchange: 'binance', sandbox: false, apiKey: KEY, secret: SECRET, urls: em.ccxtUrls, streams: false };
+  type Limited = { enableRateLimit: boolean; throttler: { config: { algorithm: string; maxWeight?: number }; timestamps: { cost: number }[] } };
+  const ex = createCcxtExchange(ccxt, base);
+  const limited = ex as unknown as Limited;
+  t.true(limited.enableRateLimit);
+  t.is(limited.throttler.config.algorithm, 'rollingWindow');
+  // Binance's budget: 60 s / rateLimit 50 ms = 1200 cost units a minute (6000 request weight).
+  t.is(limited.throttler.config.maxWeight, 1200);
+  await ex.loadMarkets();
+  for (let i = 0; i < 3; i++) await ex.createOrder('BTC/USDT', 'market', 'buy', 0.001, undefined, { newClientOrderId: `lim-${i}` });
+  // Every request went through the window with its cost (loadMarkets' exchangeInfo, then three orders).
+  t.true(limited.throttler.timestamps.length >= 4);
+  t.is(em.orders.length, 3);
+  await ex.close();
+
+  const leaky = createCcxtExchange(ccxt, { ...base, rateLimiter: 'leakyBucket' }) as unknown as Limited;
+  t.is(leaky.throttler.config.algorithm, 'leakyBucket');
+  t.is(BrokerConfigSchema.safeParse({ type: 'ccxt', exchange: 'binance', apiKeyEnv: 'A', secretEnv: 'B', rateLimiter: 'none' }).success, false);
+});

@@ -22,6 +22,12 @@ export const CcxtBrokerConfigSchema = z
     urls: z.record(z.string(), z.unknown()).optional(),
     /** Websocket streams (ccxt.pro) where the adapter has one: venue feeds' bars. @defaultValue true */
     streams: z.boolean().optional(),
+    /**
+     * ccxt's rate limiter algorithm (its `rateLimiterAlgorithm`; always on). `rollingWindow` admits a request at
+     * once while the last minute's weighted cost is under the exchange's budget; `leakyBucket` makes every
+     * request wait its cost (Binance: ~10 ms an order, even on an idle client). @defaultValue 'rollingWindow'
+     */
+    rateLimiter: z.enum(['rollingWindow', 'leakyBucket']).optional(),
     ...common,
   })
   .strict();

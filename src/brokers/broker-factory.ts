@@ -23,6 +23,7 @@ export function createVenueClient(id: string, b: BrokerConfig, env: NodeJS.Proce
         urls: b.urls,
         timeoutMs: b.timeoutMs,
         streams: b.streams,
+        rateLimiter: b.rateLimiter,
       }),
       ccxt,
     );

@@ -31,7 +31,10 @@ export class RunnerClock {
     if (r.feed.onReady !== undefined && !this.#woken.has(r)) {
       this.#woken.add(r);
       r.feed.onReady(() => {
-        if (!this.isClosing() && r.status === 'running' && !r.inFlight && r.pending === undefined && !r.venueHold) this.#scheduler.schedule(r, Math.max(Date.now(), r.retryAt));
+        if (this.isClosing() || r.status !== 'running' || r.inFlight || r.pending !== undefined || r.venueHold) return;
+        // A stream's bar reaches every session on it in one turn: they are batched without the window's wait.
+        if (r.retryAt > Date.now()) this.#scheduler.schedule(r, r.retryAt);
+        else this.#scheduler.scheduleNow(r);
       });
     }
     // A venue feed's bar that arrived while the step ran is due now, not at the next interval.
@@ -77,7 +80,10 @@ export class RunnerClock {
       return 'idle';
     }
     r.pending = { bars, cursorAfter: r.feed.cursor, dueAt, shown: false };
-    r.lastDueAt = dueAt;
+    // A feed that wakes its runner (venue bars) steps when a bar arrives, just after a close; its fallback
+    // step (open orders asked between bars) falls half an interval later, so it never runs in the way of the
+    // next close's step, where the bar-to-order time is spent.
+    r.lastDueAt = r.feed.onReady !== undefined ? Date.now() - r.feed.intervalMs / 2 : dueAt;
     return 'ready';
   }
 

@@ -48,6 +48,14 @@ export class StepScheduler<T extends Schedulable> {
     this.#arm(at);
   }
 
+  /**
+   * Due now, without the coalescing window: for a wake-up that many items get in the same turn of the event
+   * loop (a venue stream's bar reaching every session on it), so they are handed over together anyway.
+   */
+  scheduleNow(item: T): void {
+    this.schedule(item, this.now() - this.coalesceMs);
+  }
+
   cancel(item: T): void {
     item.scheduleToken++;
   }

@@ -27,6 +27,8 @@ export interface CcxtClientConfig {
    * feeds). @defaultValue true
    */
   streams?: boolean | undefined;
+  /** ccxt's `rateLimiterAlgorithm`. @defaultValue 'rollingWindow' */
+  rateLimiter?: 'rollingWindow' | 'leakyBucket' | undefined;
 }
 
 /** Options that keep Binance spot to one exchangeInfo call (no sapi/fapi/dapi families; see TOOLCHAIN.md). */
@@ -36,14 +38,20 @@ const SPOT_ONLY: Record<string, Record<string, unknown>> = {
 
 type ExchangeClass = new (config: Record<string, unknown>) => Exchange;
 
-/** Builds the ccxt instance: credentials, rate limiter on, sandbox, then `options` and `urls` from config. */
+/**
+ * Builds the ccxt instance: credentials, rate limiter on, sandbox, then `options` and `urls` from config.
+ * The limiter is ccxt's rolling window by default: ccxt's leaky bucket refills only while a request waits, so
+ * after any request the next one waits its whole cost (cost x rateLimit: 10 ms for a Binance order) however
+ * long the client was idle. The rolling window keeps the same budget (60 s of rateLimit-weighted cost) and
+ * admits a request at once while the window has room.
+ */
 export function createCcxtExchange(ccxt: CcxtModule, c: CcxtClientConfig): Exchange {
   const rest = (ccxt as unknown as Record<string, ExchangeClass | undefined>)[c.exchange];
   if (typeof rest !== 'function' || !ccxt.exchanges.includes(c.exchange)) throw new Error(`ccxt has no exchange ${c.exchange}`);
   // The pro class extends the REST one (same REST methods, plus watch*).
   const pro = c.streams === false ? undefined : (ccxt.pro as unknown as Record<string, ExchangeClass | undefined>)[c.exchange];
   const Ctor = typeof pro === 'function' ? pro : rest;
-  const ex = new Ctor({ apiKey: c.apiKey, secret: c.secret, ...(c.password !== undefined ? { password: c.password } : {}), enableRateLimit: true });
+  const ex = new Ctor({ apiKey: c.apiKey, secret: c.secret, ...(c.password !== undefined ? { password: c.password } : {}), enableRateLimit: true, rateLimiterAlgorithm: c.rateLimiter ?? 'rollingWindow' });
   if (c.sandbox) ex.setSandboxMode(true);
   ex.options = { ...ex.options, ...(SPOT_ONLY[c.exchange] ?? {}), ...(c.options ?? {}) };
   if (c.urls !== undefined) ex.urls = deepMerge(ex.urls as Record<string, unknown>, c.urls) as Exchange['urls'];

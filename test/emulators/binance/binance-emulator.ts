@@ -112,8 +112,7 @@ export class BinanceEmulator {
 
   /** ccxt `urls` for a broker config pointing at this emulator. */
   get ccxtUrls(): Record<string, unknown> {
-    const ws = `ws://127.0.0.1:${this.port}/ws`;
-    return { api: { public: `${this.url}/api/v3`, private: `${this.url}/api/v3`, ws: { spot: ws, margin: ws } } };
+    return binanceCcxtUrls(this.port);
   }
 
   inject(fault: Fault): void {
@@ -481,6 +480,13 @@ export function intervalMs(interval: string): number | undefined {
   const m = /^(\d+)([smhd])$/.exec(interval);
   if (m === null) return undefined;
   return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** ccxt `urls` for an emulator listening on `port` of 127.0.0.1 (also one in another process). */
+export function binanceCcxtUrls(port: number): Record<string, unknown> {
+  const http = `http://127.0.0.1:${port}`;
+  const ws = `ws://127.0.0.1:${port}/ws`;
+  return { api: { public: `${http}/api/v3`, private: `${http}/api/v3`, ws: { spot: ws, margin: ws } } };
 }
 
 /** The kline opening at `start` (REST and stream give the same values). */
