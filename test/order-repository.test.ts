@@ -281,3 +281,42 @@ test('deleting a session removes its orders, fills and positions', (t) => {
   t.deepEqual(repo.listFills('s1'), []);
   t.deepEqual(repo.positions('s1'), []);
 });
+
+test('open orders read through memory follow every committed write, never a rolled-back one', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  const ids = (xs: StoredOrder[]) => xs.map((o) => `${o.clientOrderId}=${o.status}`);
+  repo.save(order({ status: 'accepted' }));
+  t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:1:entry=accepted']);
+  // A caller changing what it got changes nothing for the next one.
+  repo.listOpen('s1')[0]!.status = 'filled';
+  t.deepEqual(ids(repo.listBySession('s1', { status: ['accepted', 'unknown'] })), ['s1:AAPL:1:entry=accepted']);
+
+  // Filled, read inside the transaction, then rolled back: the order is open again.
+  t.throws(() =>
+    repo.transaction(() => {
+      repo.save(order({ status: 'filled', filledQty: 10, updatedAt: '2026-01-05T10:01:00.000Z' }));
+      t.deepEqual(ids(repo.listOpen('s1')), []);
+      throw new Error('rolled back');
+    }),
+  );
+  t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:1:entry=accepted']);
+
+  // A committed second order, and a committed fill of the first.
+  repo.transaction(() => {
+    repo.save(order({ clientOrderId: 's1:AAPL:2:entry', status: 'new', createdAt: '2026-01-05T10:02:00.000Z' }));
+    t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:1:entry=accepted', 's1:AAPL:2:entry=new']);
+  });
+  t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:1:entry=accepted', 's1:AAPL:2:entry=new']);
+  repo.save(order({ status: 'filled', filledQty: 10, updatedAt: '2026-01-05T10:03:00.000Z' }));
+  t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:2:entry=new']);
+  t.deepEqual(ids(repo.listBySession('s1', { status: 'new' })), ['s1:AAPL:2:entry=new']);
+  t.deepEqual(ids(repo.listBySession('s1', { status: ['accepted', 'partially_filled', 'unknown'] })), []);
+
+  // An expired approval leaves the open list too.
+  repo.save(order({ clientOrderId: 's1:AAPL:3:entry', status: 'pending_approval', expiresAt: '2026-01-05T10:05:00.000Z', createdAt: '2026-01-05T10:04:00.000Z' }));
+  t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:2:entry=new', 's1:AAPL:3:entry=pending_approval']);
+  t.is(repo.expirePendingApprovals('2026-01-05T10:06:00.000Z').length, 1);
+  t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:2:entry=new']);
+});

@@ -306,6 +306,7 @@ function isoTimestamp(value: Date | string, what: string): string {
 const ORDER_COLUMNS = `client_order_id, session_id, broker_id, account_id, broker_order_id, symbol, side, qty, type,
   limit_price, status, filled_qty, avg_fill_price, reason, expires_at, created_at, updated_at`;
 const OPEN_LIST = OPEN_ORDER_STATUSES.map((s) => `'${s}'`).join(',');
+const OPEN_SET: ReadonlySet<OrderStatus> = new Set(OPEN_ORDER_STATUSES);
 
 /**
  * SQLite adapter of OrderRepository over the tables of migration 002. It does not own the database: the
@@ -313,6 +314,12 @@ const OPEN_LIST = OPEN_ORDER_STATUSES.map((s) => `'${s}'`).join(',');
  */
 export class SqliteOrderRepository implements OrderRepository {
   readonly #adhoc = new Map<string, Statement<unknown[], unknown>>();
+  /**
+   * Each session's open orders as last committed, read through: the runners ask every session's open orders
+   * on every step (its book; a live venue's poll), and most sessions have none. A write drops its session's
+   * entry; an entry is filled only outside a transaction, so a rolled-back write never leaves one behind.
+   */
+  readonly #openBySession = new Map<string, readonly StoredOrder[]>();
   private readonly stmts: {
     upsertOrder: Statement<[OrderRow]>;
     getOrder: Statement<[string], OrderRow>;
@@ -382,6 +389,7 @@ export class SqliteOrderRepository implements OrderRepository {
       throw new ValidationError(`order ${order.clientOrderId} is invalid: limitPrice is required for a limit order`);
     }
     const row = orderToRow(order);
+    this.#openBySession.delete(order.sessionId);
     this.transaction(() => {
       const before = this.stmts.statusOf.get(order.clientOrderId);
       this.stmts.upsertOrder.run(row);
@@ -397,6 +405,11 @@ export class SqliteOrderRepository implements OrderRepository {
   }
 
   listBySession(sessionId: string, filter: OrderListFilter = {}): StoredOrder[] {
+    if (filter.status !== undefined && filter.symbol === undefined && filter.limit === undefined) {
+      const statuses: readonly OrderStatus[] = typeof filter.status === 'string' ? [filter.status] : filter.status;
+      // Open statuses only: the same rows in the same order as the query (created_at, rowid) gives.
+      if (statuses.every((x) => OPEN_SET.has(x))) return this.listOpen(sessionId).filter((o) => statuses.includes(o.status));
+    }
     const where = ['session_id = ?'];
     const params: (string | number)[] = [sessionId];
     if (filter.status !== undefined) {
@@ -458,7 +471,14 @@ export class SqliteOrderRepository implements OrderRepository {
   }
 
   listOpen(sessionId: string): StoredOrder[] {
-    return this.stmts.listOpen.all(sessionId).map((r) => rowToOrder(r));
+    let open = this.#openBySession.get(sessionId);
+    if (open === undefined) {
+      open = this.stmts.listOpen.all(sessionId).map((r) => rowToOrder(r));
+      // Inside a transaction the rows may still be rolled back: not kept.
+      if (!this.db.inTransaction) this.#openBySession.set(sessionId, open);
+    }
+    // Copies: a caller that changes what it got must not change the next caller's.
+    return open.map((o) => ({ ...o }));
   }
 
   history(clientOrderId: string): OrderStatusChange[] {
@@ -500,7 +520,10 @@ export class SqliteOrderRepository implements OrderRepository {
     const at = isoTimestamp(now, 'now');
     return this.transaction(() => {
       const rows = this.stmts.expire.all(at, at);
-      for (const r of rows) this.stmts.addHistory.run(r.client_order_id, 'expired', r.reason, at);
+      for (const r of rows) {
+        this.#openBySession.delete(r.session_id);
+        this.stmts.addHistory.run(r.client_order_id, 'expired', r.reason, at);
+      }
       return rows.map((r) => rowToOrder(r));
     });
   }
