@@ -47,6 +47,7 @@ const nextLine = async <T>(): Promise<T> => {
 interface VenueStats {
   orders: { status: string }[];
   handled: { method: string; path: string; ms: number }[];
+  closeEventLagMs: number[];
   streamConnections: number;
 }
 const venueStats = async (): Promise<VenueStats> => {
@@ -107,3 +108,5 @@ console.log('                                       p50     p99     max   (ms)')
 console.log(`  bar close -> venue ack           ${f(pct(latencies, 50))} ${f(pct(latencies, 99))} ${f(Math.max(...latencies))}   target p99 < 25 ms: ${pct(latencies, 99) < 25 ? 'OK' : 'MISSED'}`);
 console.log(`  submit call (ccxt + loopback)    ${f(pct(submitMs, 50))} ${f(pct(submitMs, 99))} ${f(Math.max(...submitMs))}`);
 console.log(`  emulator's own POST order time   ${f(pct(posts, 50))} ${f(pct(posts, 99))} ${f(Math.max(...posts))}`);
+const lags = em.closeEventLagMs.slice(-SECONDS);
+console.log(`  emulator's close -> kline sent   ${f(pct(lags, 50))} ${f(pct(lags, 99))} ${f(Math.max(...lags))}   (the venue's own part of the first figure)`);

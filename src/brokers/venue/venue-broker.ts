@@ -92,7 +92,9 @@ export class VenueBroker implements Broker {
   async submit(req: BrokerOrderRequest, options: BrokerSubmitOptions = {}): Promise<BrokerOrderAck> {
     let rules: MarketRules;
     try {
-      rules = await this.rules(req.symbol);
+      // Known markets are read without a turn of the event loop, so the venue id below is recorded inside
+      // the caller's transaction (the runners send a batch's orders in one: one commit, not one per order).
+      rules = this.markets?.get(req.symbol) ?? (await this.rules(req.symbol));
     } catch (err) {
       if (err instanceof ValidationError) return this.refused(req, `VALIDATION_ERROR: ${err.message}`);
       throw err; // nothing was sent: the step is retried

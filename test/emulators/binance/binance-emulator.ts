@@ -96,6 +96,8 @@ export class BinanceEmulator {
 
   /** Kline events sent over the streams so far. */
   klineEvents = 0;
+  /** For each closing kline event sent (`x: true` at its bar's close): ms from the close to sending it. */
+  readonly closeEventLagMs: number[] = [];
   /** Requests per second before 429 (-1003); may be changed while running. */
   maxRequestsPerSecond: number | undefined;
   /** 429 answers given for the request-rate limit. */
@@ -279,6 +281,7 @@ export class BinanceEmulator {
       const tick = () => {
         const now = Date.now();
         const open = Math.floor(now / ms) * ms;
+        this.closeEventLagMs.push(now - open);
         event(m, sub![2]!, ms, open - ms, true);
         event(m, sub![2]!, ms, open, false);
         subs.set(name, setTimeout(tick, open + ms - Date.now()));
