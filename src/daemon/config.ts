@@ -194,7 +194,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, defaultFile = D
     node[spec.path.at(-1)!] = parsed;
     fromEnv.set(spec.path.join('.'), name);
   }
-  const result = ConfigSchema.safeParse(raw);
+  // Parsed once per process: zod's compiled fast path (generated with new Function per object schema, for
+  // repeated parses) would cost a start more than it saves.
+  const result = ConfigSchema.safeParse(raw, { jitless: true });
   if (!result.success) {
     const lines = result.error.issues.map((i) => {
       const key = i.path.join('.');

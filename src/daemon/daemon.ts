@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { InspectionEvent } from 'xstate';
 import { CommandConsumer, type CommandHandler, type CommandOutcome } from '../commands/command-consumer.js';
-import { startCheckpointer } from '../persistence/checkpointer.js';
+import { startCheckpointer, type Checkpointer } from '../persistence/checkpointer.js';
 import { StorageGuard } from '../persistence/storage-guard.js';
 import { openDatabase, type Db } from '../persistence/database.js';
 import { SqliteBacktestRepository } from '../persistence/sqlite-backtest-repository.js';
@@ -47,6 +47,8 @@ export interface TradingWiring {
   close?(): Promise<void>;
   /** After every session is recovered, before commands are consumed and READY (live venues' reconciliation). */
   afterRecover?(): Promise<void>;
+  /** Right after READY: what READY does not wait for (the strategy pool's threads). */
+  startBackground?(): void;
   /** Runner states as the runners hold them (newer than SQLite between two writes); read models use it. @defaultValue SQLite */
   runnerStates?: Pick<RunnerStateRepository, 'get' | 'equityHistory'>;
 }
@@ -96,6 +98,11 @@ export interface Daemon {
   book: SessionBook;
   /** Whether SQLite can write (/readyz). */
   storage: StorageGuard;
+  /**
+   * Right after READY: starts the threads a start does not wait for (the WAL checkpointer, the strategy pool),
+   * so they boot without taking the CPU from it. Idempotent.
+   */
+  startBackground(): void;
   /** Drains the queue worker, stops runners without changing any status, closes Redis and SQLite. Idempotent. */
   close(): Promise<void>;
 }
@@ -112,7 +119,8 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     throw err;
   }
   const store = new SqliteSessionStore(db);
-  const checkpointer = startCheckpointer(db);
+  // Started by startBackground(), after READY (until then SQLite checkpoints on its own, every 1000 pages).
+  let checkpointer: Checkpointer | undefined;
   const storage = new StorageGuard(db, { logger });
   let ensured: EnsuredRedis | undefined;
   let redis: Redis | undefined;
@@ -211,6 +219,11 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
       trading: t,
       book,
       storage,
+      startBackground() {
+        if (closing !== undefined || checkpointer !== undefined) return;
+        checkpointer = startCheckpointer(db);
+        t.startBackground?.();
+      },
       close() {
         closing ??= (async () => {
           await withTimeout(consumer.close(), config.shutdown.drainTimeoutMs, () => logger.warn('queue drain timed out'));
@@ -221,7 +234,7 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
           await e.embedded?.stop();
           await hooks.beforeDatabaseClose?.().catch((err: unknown) => logger.warn({ err }, 'close hook failed'));
           storage.close();
-          await checkpointer.close();
+          await checkpointer?.close();
           db.close();
           owner?.release();
         })();
@@ -234,7 +247,6 @@ export async function startDaemon(config: Readonly<Config>, logger: Logger, hook
     redis?.disconnect();
     await ensured?.embedded?.stop();
     storage.close();
-    await checkpointer.close();
     db.close();
     owner?.release();
     throw err;

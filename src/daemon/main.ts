@@ -15,7 +15,7 @@ import { SqliteOrderRepository } from '../persistence/sqlite-order-repository.js
 import type { RunnerMetrics } from './daemon.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startDaemon, type Daemon, type OpenedDaemon } from './daemon.js';
-import { createInspectRelay, type InspectRelay } from './inspect.js';
+import type { InspectRelay } from './inspect.js';
 import { createLogger } from './logger.js';
 import { RedisNotInstalledError } from './redis-server.js';
 import { LeaseHeldError } from './lease.js';
@@ -44,7 +44,10 @@ export async function main(): Promise<void> {
   // Created before the daemon so recovery and the first commands are already counted and streamed.
   const metrics = new Metrics();
   const bus = new EventBus();
-  const relay: InspectRelay | undefined = config.inspect.enabled ? createInspectRelay({ port: config.inspect.port, logger }) : undefined;
+  // @statelyai/inspect (and its WebSocket client) is loaded only when inspection is on.
+  const relay: InspectRelay | undefined = config.inspect.enabled
+    ? (await import('./inspect.js')).createInspectRelay({ port: config.inspect.port, logger })
+    : undefined;
   const notifier = new WebhookNotifier({
     webhooks: config.notify.webhooks,
     timeoutMs: config.notify.timeoutMs,
@@ -147,6 +150,7 @@ export async function main(): Promise<void> {
     await sd.ready(`recovered ${d.recovered} sessions; consuming ${config.queue.name}`);
     logger.info({ pid: process.pid, recovered: d.recovered, systemd: sd.enabled }, 'ready');
     alerts.daemonStarted({ pid: process.pid, recovered: d.recovered });
+    d.startBackground();
   }
 
   let stopping = false;

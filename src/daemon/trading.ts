@@ -16,7 +16,6 @@ import { SqliteRunnerStateRepository } from '../persistence/sqlite-runner-state-
 import { SqliteCommandLog, type SqliteSessionStore } from '../persistence/sqlite-session-store.js';
 import { RecordingRunner } from '../runners/recording-runner.js';
 import { RunnerService, type RunnerLogger, type RunnerServiceOptions } from '../runners/runner-service.js';
-import { StrategyPool } from '../runners/strategy-pool.js';
 import type { StrategyDirectory } from '../sessions/ports.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import { exactlyOnce } from '../sessions/exactly-once.js';
@@ -24,6 +23,7 @@ import { zodIssues } from '../sessions/zod-issues.js';
 import { StrategyCatalog } from '../strategies/catalog.js';
 import type { Config } from './config.js';
 import type { DaemonHooks, TradingWiring } from './daemon.js';
+import { DeferredStrategyPool } from './deferred-pool.js';
 
 export type { RunnerMetrics } from './daemon.js';
 
@@ -40,7 +40,8 @@ export type OrderDecision = z.output<typeof OrderDecisionSchema>;
 /** Everything the trading side is made of, for callers that want the parts (tests, benchmarks, the backtest command). */
 export interface TradingServices {
   catalog: StrategyCatalog;
-  pool: StrategyPool;
+  /** The StrategyPool (created at once, or on `pool.start()` / the first step with `deferPool`). */
+  pool: DeferredStrategyPool;
   paper: PaperBroker;
   brokers: BrokerRegistry;
   orders: SqliteOrderRepository;
@@ -63,6 +64,11 @@ export interface CreateTradingServicesOptions {
   /** Where venue credentials are read from. @defaultValue process.env */
   env?: NodeJS.ProcessEnv;
   logger?: RunnerLogger | undefined;
+  /**
+   * Create the pool's threads only on `services.pool.start()` or the first step (the daemon starts them right
+   * after READY). @defaultValue false: created before this resolves
+   */
+  deferPool?: boolean;
   /** Overrides of the runner service's options (tests, benchmarks). */
   runnerOptions?: Partial<Omit<RunnerServiceOptions, 'sessions' | 'pool' | 'strategies' | 'brokers' | 'orders' | 'runnerStates'>>;
 }
@@ -76,12 +82,13 @@ export async function createTradingServices(options: CreateTradingServicesOption
   const { db, store, config, logger } = options;
   const catalog = new StrategyCatalog({ modulePaths: [...config.strategies.modules] });
   await catalog.load();
-  const pool = new StrategyPool({
+  const pool = new DeferredStrategyPool({
     size: config.runners.poolSize,
     stepTimeoutMs: config.runners.stepTimeoutMs,
     modulePaths: [...config.strategies.modules],
     onWorkerError: (err) => logger?.warn({ err: err.message }, 'strategy worker error outside a step'),
   });
+  if (options.deferPool !== true) await pool.start();
   const paper = new PaperBroker(db, { ...config.paperBroker });
   const brokers = new BrokerRegistry().register(paper);
   // Live venues from config.brokers (credentials from the environment; never logged).
@@ -186,6 +193,7 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
     store,
     config,
     logger,
+    deferPool: true,
     runnerOptions: {
       storage,
       onStep: metrics === undefined ? undefined : (e) => (e.ok ? metrics.runnerStep(e.sessionId) : metrics.runnerFailure(e.failure ?? 'error')),
@@ -223,6 +231,9 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
       services.runners.attach(m);
     },
     close: () => services.close(),
+    startBackground: () => {
+      services.pool.start().catch((err: unknown) => logger.error({ err }, 'the strategy pool failed to start'));
+    },
     // Before READY: live sessions' books brought to their venues' truth (or paused).
     afterRecover: async () => {
       if (services.venues.length > 0) await services.runners.reconcileVenues();
