@@ -7,7 +7,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Config } from '../src/daemon/config.js';
-import { daemonEnv, spawnDaemon, tempDir } from '../test/helpers/daemon.js';
+import { spawnSync } from 'node:child_process';
+import { ROOT, daemonEnv, spawnDaemon, tempDir } from '../test/helpers/daemon.js';
 import { buildTradingRig, type TradingRig } from '../test/helpers/trading.js';
 
 const DEFAULT_RUNNERS = (JSON.parse(readFileSync(new URL('../config/default.json', import.meta.url), 'utf8')) as { runners: Config['runners'] }).runners;
@@ -110,9 +111,12 @@ export interface SpawnFigure {
 
 /** A daemon as `npm start` runs it (runners on, config/default.json) on a file with `sessions` running sessions. */
 export async function spawnToReady(redisUrl: string, sessions: number, settleS: number): Promise<SpawnFigure> {
+  // The installed command, as `npm start` runs it (bin/sessiond.js: the bundle that prepare builds).
+  const build = spawnSync(process.execPath, [join(ROOT, 'bin/build.js')], { stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('npm run build failed');
   const measure = async (dir: string) => {
     const t0 = performance.now();
-    const d = spawnDaemon(daemonEnv(redisUrl, dir, { SESSIOND_RUNNERS: 'true', SESSIOND_HTTP: 'false' }));
+    const d = spawnDaemon(daemonEnv(redisUrl, dir, { SESSIOND_RUNNERS: 'true', SESSIOND_HTTP: 'false' }), { command: [process.execPath, join(ROOT, 'bin/sessiond.js')] });
     try {
       await d.waitForLog((l) => l.msg === 'ready', 120_000);
       const readyMs = performance.now() - t0;

@@ -414,6 +414,33 @@ test('a restart continues each running session with its persisted strategy state
   }
 });
 
+
+test('a restart rebuilds positions from the fills: a position row that differs is rewritten, one as written is left alone', async (t) => {
+  const file = join(tempDir('sessiond-runner-positions-'), 'sessiond.db');
+  let r = await buildRig(file, [scriptedPath]);
+  try {
+    await r.manager.startSession(session('pos-1', { every: 2, qty: 1 }));
+    await r.manager.startSession(session('pos-2', { every: 2, qty: 1 }));
+    await until('fills', () => r.services.orders.listFills('pos-1').length >= 2 && r.services.orders.listFills('pos-2').length >= 2);
+    await r.manager.pauseSession('pos-1');
+    await r.manager.pauseSession('pos-2');
+    await r.close();
+    const db = openDatabase(file);
+    const row = (id: string) => db.prepare('SELECT qty, updated_at FROM positions WHERE session_id = ?').get(id) as { qty: number; updated_at: string };
+    const fills1 = new SqliteOrderRepository(db).listFills('pos-1');
+    db.prepare('UPDATE positions SET qty = 999 WHERE session_id = ?').run('pos-1');
+    const untouched = row('pos-2');
+    db.close();
+
+    r = await buildRig(file, [scriptedPath]);
+    samePositions(t, r.services.orders.positions('pos-1'), applyFills(fills1));
+    const check = openDatabase(file);
+    t.deepEqual(check.prepare('SELECT qty, updated_at FROM positions WHERE session_id = ?').get('pos-2'), untouched, 'not rewritten');
+    check.close();
+  } finally {
+    await r.close();
+  }
+});
 test('a committed step writes its runner state once, also when other groups commit while it is in the pool', async (t) => {
   // maxBatchSize 1: groups of 4 sessions, so many groups are in flight at once and commit between each
   // other's phases (the double write came from another group's flush writing a step's prepared state).

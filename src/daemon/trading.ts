@@ -229,6 +229,8 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
     attach: (m) => {
       manager = m;
       services.runners.attach(m);
+      // Recovery first, then every restored session's step at once (released after reconciliation below).
+      services.runners.holdSteps();
     },
     close: () => services.close(),
     startBackground: () => {
@@ -237,6 +239,7 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
     // Before READY: live sessions' books brought to their venues' truth (or paused).
     afterRecover: async () => {
       if (services.venues.length > 0) await services.runners.reconcileVenues();
+      services.runners.releaseSteps();
     },
   };
 };

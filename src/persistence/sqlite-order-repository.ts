@@ -307,6 +307,9 @@ const ORDER_COLUMNS = `client_order_id, session_id, broker_id, account_id, broke
   limit_price, status, filled_qty, avg_fill_price, reason, expires_at, created_at, updated_at`;
 const OPEN_LIST = OPEN_ORDER_STATUSES.map((s) => `'${s}'`).join(',');
 const OPEN_SET: ReadonlySet<OrderStatus> = new Set(OPEN_ORDER_STATUSES);
+/** An open-orders entry a write made stale (see SqliteOrderRepository.#openBySession). */
+const STALE = Symbol('stale');
+const NONE: readonly StoredOrder[] = [];
 
 /**
  * SQLite adapter of OrderRepository over the tables of migration 002. It does not own the database: the
@@ -318,8 +321,11 @@ export class SqliteOrderRepository implements OrderRepository {
    * Each session's open orders as last committed, read through: the runners ask every session's open orders
    * on every step (its book; a live venue's poll), and most sessions have none. A write drops its session's
    * entry; an entry is filled only outside a transaction, so a rolled-back write never leaves one behind.
+   * The first read loads every session's open orders in one query (a restart asks 10,000 sessions in a row);
+   * from then on a session without an entry has none, and a written one is STALE until read again.
    */
-  readonly #openBySession = new Map<string, readonly StoredOrder[]>();
+  readonly #openBySession = new Map<string, readonly StoredOrder[] | typeof STALE>();
+  #openLoaded = false;
   private readonly stmts: {
     upsertOrder: Statement<[OrderRow]>;
     getOrder: Statement<[string], OrderRow>;
@@ -328,6 +334,7 @@ export class SqliteOrderRepository implements OrderRepository {
     history: Statement<[string], { client_order_id: string; status: string; reason: string | null; at: string }>;
     countOpen: Statement<[string], { n: number }>;
     listOpen: Statement<[string], OrderRow>;
+    listAllOpen: Statement<[], OrderRow>;
     addFill: Statement<[FillRow]>;
     listFills: Statement<[string], FillRow>;
     positions: Statement<[string], PositionRow>;
@@ -354,6 +361,8 @@ export class SqliteOrderRepository implements OrderRepository {
       history: db.prepare('SELECT client_order_id, status, reason, at FROM order_status_history WHERE client_order_id = ? ORDER BY id'),
       countOpen: db.prepare(`SELECT COUNT(*) AS n FROM orders WHERE session_id = ? AND status IN (${OPEN_LIST})`),
       listOpen: db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE session_id = ? AND status IN (${OPEN_LIST}) ORDER BY created_at, rowid`),
+      // Ordered as listOpen within each session.
+      listAllOpen: db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE status IN (${OPEN_LIST}) ORDER BY created_at, rowid`),
       addFill: db.prepare(`
         INSERT INTO fills (id, client_order_id, session_id, symbol, side, qty, price, commission, at)
         VALUES (@id, @client_order_id, @session_id, @symbol, @side, @qty, @price, @commission, @at)
@@ -389,7 +398,7 @@ export class SqliteOrderRepository implements OrderRepository {
       throw new ValidationError(`order ${order.clientOrderId} is invalid: limitPrice is required for a limit order`);
     }
     const row = orderToRow(order);
-    this.#openBySession.delete(order.sessionId);
+    this.#forgetOpen(order.sessionId);
     this.transaction(() => {
       const before = this.stmts.statusOf.get(order.clientOrderId);
       this.stmts.upsertOrder.run(row);
@@ -471,14 +480,31 @@ export class SqliteOrderRepository implements OrderRepository {
   }
 
   listOpen(sessionId: string): StoredOrder[] {
-    let open = this.#openBySession.get(sessionId);
-    if (open === undefined) {
+    // Inside a transaction the rows may still be rolled back: read, never kept.
+    if (this.db.inTransaction) return this.stmts.listOpen.all(sessionId).map((r) => rowToOrder(r));
+    if (!this.#openLoaded) this.#loadAllOpen();
+    let open = this.#openBySession.get(sessionId) ?? NONE;
+    if (open === STALE) {
       open = this.stmts.listOpen.all(sessionId).map((r) => rowToOrder(r));
-      // Inside a transaction the rows may still be rolled back: not kept.
-      if (!this.db.inTransaction) this.#openBySession.set(sessionId, open);
+      if (open.length === 0) this.#openBySession.delete(sessionId);
+      else this.#openBySession.set(sessionId, open);
     }
     // Copies: a caller that changes what it got must not change the next caller's.
     return open.map((o) => ({ ...o }));
+  }
+
+  #loadAllOpen(): void {
+    for (const row of this.stmts.listAllOpen.iterate()) {
+      const order = rowToOrder(row);
+      const list = this.#openBySession.get(order.sessionId);
+      if (list === undefined || list === STALE) this.#openBySession.set(order.sessionId, [order]);
+      else (list as StoredOrder[]).push(order);
+    }
+    this.#openLoaded = true;
+  }
+
+  #forgetOpen(sessionId: string): void {
+    if (this.#openLoaded) this.#openBySession.set(sessionId, STALE);
   }
 
   history(clientOrderId: string): OrderStatusChange[] {
@@ -521,7 +547,7 @@ export class SqliteOrderRepository implements OrderRepository {
     return this.transaction(() => {
       const rows = this.stmts.expire.all(at, at);
       for (const r of rows) {
-        this.#openBySession.delete(r.session_id);
+        this.#forgetOpen(r.session_id);
         this.stmts.addHistory.run(r.client_order_id, 'expired', r.reason, at);
       }
       return rows.map((r) => rowToOrder(r));

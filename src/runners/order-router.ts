@@ -1,7 +1,7 @@
 import type { BrokerBarEvent, BrokerOrderAck, BrokerOrderUpdate, BrokerSubmitOptions } from '../brokers/broker.js';
 import { ErrorCode, RiskLimitError, SessiondError, ValidationError } from '../domain/errors.js';
 import type { Signal } from '../domain/market.js';
-import type { Fill, Order, OrderStatus } from '../domain/order.js';
+import type { Fill, Order, OrderStatus, Position } from '../domain/order.js';
 import { applyFill, applyFills, markPosition } from '../domain/pnl.js';
 import { checkOrderRisk } from '../domain/risk.js';
 import { OPEN_ORDER_STATUSES, type OrderRepository, type StoredOrder } from '../persistence/order-repository.js';
@@ -272,7 +272,8 @@ export class OrderRouter {
     });
     r.setPositions(positions);
     const at = this.iso();
-    this.d.orders.savePositions(r.id, positions, at);
+    // A restart rebuilds 10,000 sessions' positions: most are as written, and a read costs less than a write.
+    if (!samePositions(this.d.orders.positions(r.id), positions)) this.d.orders.savePositions(r.id, positions, at);
     this.publishPositions(r, at);
   }
 
@@ -414,4 +415,14 @@ export class OrderRouter {
   private iso(): string {
     return this.d.now().toISOString();
   }
+}
+
+/** Same symbols with the same quantities, prices and PnL (what savePositions would leave unchanged). */
+function samePositions(stored: readonly Position[], next: readonly Position[]): boolean {
+  if (stored.length !== next.length) return false;
+  const bySymbol = new Map(stored.map((p) => [p.symbol, p]));
+  return next.every((p) => {
+    const q = bySymbol.get(p.symbol);
+    return q !== undefined && q.qty === p.qty && q.avgPrice === p.avgPrice && q.realizedPnl === p.realizedPnl && q.unrealizedPnl === p.unrealizedPnl && q.lastPrice === p.lastPrice;
+  });
 }

@@ -16,13 +16,34 @@ export class RunnerClock {
   readonly #scheduler: StepScheduler<SessionRunner>;
   /** Runners whose feed wakes them when its bars arrive (venue feeds). */
   readonly #woken = new WeakSet<SessionRunner>();
+  /** While held (the daemon's recovery), due runners wait here and step together at release. */
+  #held: Set<SessionRunner> | undefined;
 
   constructor(
     private readonly o: ResolvedRunnerOptions,
     onDue: (due: SessionRunner[]) => void,
     private readonly isClosing: () => boolean,
   ) {
-    this.#scheduler = new StepScheduler(onDue, o.batchWindowMs);
+    this.#scheduler = new StepScheduler((due) => {
+      if (this.#held === undefined) onDue(due);
+      else for (const r of due) this.#held.add(r);
+    }, o.batchWindowMs);
+    this.#onDue = onDue;
+  }
+
+  readonly #onDue: (due: SessionRunner[]) => void;
+
+  /** No step runs until release(): restoring 10,000 sessions does not compete with their first steps. */
+  hold(): void {
+    this.#held ??= new Set();
+  }
+
+  /** Steps what came due while held, at once (a synthetic feed behind the clock then catches up or skips as usual). */
+  release(): void {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held === undefined || held.size === 0 || this.isClosing()) return;
+    this.#onDue([...held].filter((r) => r.status === 'running'));
   }
 
   /** Schedules the runner's next step (nothing when it is not running, its feed ended or the service closes). */

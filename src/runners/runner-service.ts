@@ -105,6 +105,15 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
   }
 
   /** Where failures and risk breaches go (the SessionManager); also finishes stops a crash interrupted. */
+  /** Steps wait until releaseSteps() (the daemon holds them while it recovers, until READY). */
+  holdSteps(): void {
+    this.clock.hold();
+  }
+
+  releaseSteps(): void {
+    this.clock.release();
+  }
+
   attach(host: RunnerHost): void {
     this.host = host;
     void this.finishInterruptedStops().catch((err: unknown) => this.o.logger?.error({ err: message(err) }, 'finishing interrupted stops failed'));

@@ -1,0 +1,10 @@
+import { readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { buildTradingRig } from '../test/helpers/trading.js';
+const DEFAULT_RUNNERS = JSON.parse(readFileSync(new URL('../config/default.json', import.meta.url), 'utf8')).runners;
+const SMA = { id: 'sma-crossover', params: { fast: 5, slow: 20, qty: 1 } };
+rmSync('/tmp/db10k', { recursive: true, force: true }); mkdirSync('/tmp/db10k');
+const r = await buildTradingRig({ file: '/tmp/db10k/sessiond.db', runners: { ...DEFAULT_RUNNERS }, recover: false });
+await Promise.all(Array.from({ length: 10000 }, (_, i) => r.manager.startSession({ id: `r-${i}`, kind: 'paper', strategy: SMA, symbols: [`S${i}`], feed: { type: 'synthetic', intervalMs: 1000, volatility: 0.01 } })));
+await new Promise((res) => setTimeout(res, 3000));
+await r.close();
+console.log('done');
