@@ -8,15 +8,15 @@
 // Kept out of the bundles: native better-sqlite3, piscina (it finds its worker file beside itself), and the
 // venue SDKs (ccxt, Alpaca), imported only when a broker of their type is configured. Strategy worker
 // threads run dist/workers (compiled modules), not a bundle.
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// CommonJS, like everything in bin/ (bin/package.json).
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } = require('node:fs');
+const { join } = require('node:path');
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const ROOT = join(__dirname, '..');
 /** The installed commands' entries (bin/sessiond.js, bin/sessionctl.js). */
-export const ENTRIES = ['src/daemon/main', 'src/cli/sessionctl'];
+const ENTRIES = ['src/daemon/main', 'src/cli/sessionctl'];
 const EXTERNAL = [
   'better-sqlite3',
   'piscina',
@@ -68,51 +68,58 @@ const prototypeLoopPlugin = {
   },
 };
 
-const started = new Date();
-rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
-const require = createRequire(import.meta.url);
-const tsc = require.resolve('typescript/bin/tsc');
-const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit', cwd: ROOT });
-if (r.status !== 0) process.exit(r.status ?? 1);
-mkdirSync(join(ROOT, 'dist'), { recursive: true });
+/** tsc, then the bundles and their code caches, then the stamp. */
+async function build() {
+  const started = new Date();
+  rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
+  const tsc = require.resolve('typescript/bin/tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit', cwd: ROOT });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+  mkdirSync(join(ROOT, 'dist'), { recursive: true });
 
-let esbuild;
-try {
-  esbuild = await import('esbuild');
-} catch {
-  process.stderr.write('build: esbuild is not installed; the commands run the compiled modules (slower to start)\n');
-}
-if (esbuild) {
-  for (const entry of ENTRIES) {
-    // Beside the entry's compiled module, so paths modules compute from import.meta.url (the page's files,
-    // config/default.json, workers/) resolve as they do from dist/src/<dir>/.
-    const outfile = join(ROOT, 'dist', `${entry}.bundle.cjs`);
-    await esbuild.build({
-      entryPoints: [join(ROOT, 'dist', `${entry}.js`)],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'cjs',
-      target: 'node20',
-      external: EXTERNAL,
-      // Whitespace and syntax only: function and class names stay readable in stack traces and logs.
-      minifyWhitespace: true,
-      minifySyntax: true,
-      keepNames: true,
-      banner: { js: 'const __importMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
-      define: { 'import.meta.url': '__importMetaUrl' },
-      logLevel: 'warning',
-      plugins: [prototypeLoopPlugin],
-    });
-    routeDynamicImports(outfile);
-    const c = spawnSync(
-      process.execPath,
-      ['--input-type=module', '-e', `import { writeCodeCache } from ${JSON.stringify(new URL('./bundle-loader.js', import.meta.url).href)}; writeCodeCache(${JSON.stringify(outfile)});`],
-      { stdio: 'inherit', cwd: ROOT },
-    );
-    if (c.status !== 0) process.stderr.write(`build: no code cache for ${entry} (it still runs, compiling at start)\n`);
+  let esbuild;
+  try {
+    esbuild = require('esbuild');
+  } catch {
+    process.stderr.write('build: esbuild is not installed; the commands run the compiled modules (slower to start)\n');
   }
+  if (esbuild) {
+    for (const entry of ENTRIES) {
+      // Beside the entry's compiled module, so paths modules compute from import.meta.url (the page's files,
+      // config/default.json, workers/) resolve as they do from dist/src/<dir>/.
+      const outfile = join(ROOT, 'dist', `${entry}.bundle.cjs`);
+      await esbuild.build({
+        entryPoints: [join(ROOT, 'dist', `${entry}.js`)],
+        outfile,
+        bundle: true,
+        platform: 'node',
+        format: 'cjs',
+        target: 'node20',
+        external: EXTERNAL,
+        // Whitespace and syntax only: function and class names stay readable in stack traces and logs.
+        minifyWhitespace: true,
+        minifySyntax: true,
+        keepNames: true,
+        banner: { js: 'const __importMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+        define: { 'import.meta.url': '__importMetaUrl' },
+        logLevel: 'warning',
+        plugins: [prototypeLoopPlugin],
+      });
+      routeDynamicImports(outfile);
+      const c = spawnSync(
+        process.execPath,
+        ['-e', `require(${JSON.stringify(join(__dirname, 'bundle-loader.js'))}).writeCodeCache(${JSON.stringify(outfile)});`],
+        { stdio: 'inherit', cwd: ROOT },
+      );
+      if (c.status !== 0) process.stderr.write(`build: no code cache for ${entry} (it still runs, compiling at start)\n`);
+    }
+  }
+  // The stamp carries the time the build STARTED: a source saved while tsc ran counts as newer.
+  writeFileSync(join(ROOT, 'dist', 'BUILD_STAMP'), `${started.toISOString()}\n`);
+  utimesSync(join(ROOT, 'dist', 'BUILD_STAMP'), started, started);
 }
-// The stamp carries the time the build STARTED: a source saved while tsc ran counts as newer.
-writeFileSync(join(ROOT, 'dist', 'BUILD_STAMP'), `${started.toISOString()}\n`);
-utimesSync(join(ROOT, 'dist', 'BUILD_STAMP'), started, started);
+
+build().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

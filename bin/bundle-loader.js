@@ -2,11 +2,12 @@
 // build time), so a start skips most of parsing and compiling ~3 MB of JavaScript. Node 20 has no code cache
 // for ES modules (module.enableCompileCache is Node 22), hence CommonJS bundles. A cache made by another Node
 // or V8 version is rejected by V8 and the bundle compiles as usual: slower, never wrong.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import vm from 'node:vm';
+'use strict';
+const { existsSync, readFileSync, writeFileSync } = require('node:fs');
+const { createRequire } = require('node:module');
+const { dirname, resolve } = require('node:path');
+const { pathToFileURL } = require('node:url');
+const vm = require('node:vm');
 
 /** The exact text V8 compiles: producing and consuming the cache must see the same source. */
 function wrap(source) {
@@ -29,7 +30,7 @@ function evaluate(script, file) {
 }
 
 /** Evaluates the bundle (module top levels only: entries run nothing on import) and returns its exports. */
-export function loadBundle(file) {
+function loadBundle(file) {
   const cacheFile = `${file}.cache`;
   const cachedData = existsSync(cacheFile) ? readFileSync(cacheFile) : undefined;
   return evaluate(compile(file, cachedData), file);
@@ -39,8 +40,10 @@ export function loadBundle(file) {
  * Build time: evaluates the bundle's module top levels (what every start runs), then stores V8's code for
  * everything compiled so far. Run it in a fresh `node` with no flags, as the installed commands run.
  */
-export function writeCodeCache(file) {
+function writeCodeCache(file) {
   const script = compile(file, undefined);
   evaluate(script, file);
   writeFileSync(`${file}.cache`, script.createCachedData());
 }
+
+module.exports = { loadBundle, writeCodeCache };

@@ -4,11 +4,13 @@
 // source after building never runs old code; it only runs slower. SESSIOND_SOURCE=1 forces the source.
 // Order when current: dist/<entry>.bundle.cjs (one file with its dependencies, V8 code cache beside it;
 // see bin/build.js), else the compiled modules dist/<entry>.js (a build made without esbuild).
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// CommonJS, like everything in bin/ (bin/package.json): Node loads a CommonJS entry faster than an ES module.
+'use strict';
+const { existsSync, readdirSync, statSync } = require('node:fs');
+const { join } = require('node:path');
+const { pathToFileURL } = require('node:url');
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const ROOT = join(__dirname, '..');
 const STAMP = join(ROOT, 'dist', 'BUILD_STAMP');
 const SOURCE_DIRS = ['src', 'machines', 'workers'];
 
@@ -32,7 +34,7 @@ function newestMtime(dir, floor) {
 }
 
 /** True when dist/ holds a build at least as new as every source file. */
-export function distIsCurrent() {
+function distIsCurrent() {
   if (process.env.SESSIOND_SOURCE === '1' || !existsSync(STAMP)) return false;
   const built = statSync(STAMP).mtimeMs;
   let newest = 0;
@@ -41,20 +43,21 @@ export function distIsCurrent() {
 }
 
 /** Runs main() of dist/<rel>.bundle.cjs or dist/<rel>.js when current, else of <rel>.ts through tsx. */
-export async function launch(rel) {
+async function launch(rel) {
   let entry;
   if (distIsCurrent()) {
     const bundle = join(ROOT, 'dist', `${rel}.bundle.cjs`);
     if (existsSync(bundle) && process.env.SESSIOND_BUNDLE !== '0') {
-      const { loadBundle } = await import('./bundle-loader.js');
-      entry = loadBundle(bundle);
+      entry = require('./bundle-loader.js').loadBundle(bundle);
     } else {
-      entry = await import(new URL(`../dist/${rel}.js`, import.meta.url).href);
+      entry = await import(pathToFileURL(join(ROOT, 'dist', `${rel}.js`)).href);
     }
   } else {
     const { register } = await import('tsx/esm/api');
     register();
-    entry = await import(new URL(`../${rel}.ts`, import.meta.url).href);
+    entry = await import(pathToFileURL(join(ROOT, `${rel}.ts`)).href);
   }
   await entry.main();
 }
+
+module.exports = { distIsCurrent, launch };

@@ -1,4 +1,4 @@
 #!/usr/bin/env node
 // The compiled CLI (built at npm install / npm ci), or its TypeScript source when dist/ is missing or stale.
-import { launch } from './launch.js';
-await launch('src/cli/sessionctl');
+// CommonJS (bin/package.json): Node starts a CommonJS entry ~20 ms sooner than an ES module one.
+require('./launch.js').launch('src/cli/sessionctl');
