@@ -229,17 +229,18 @@ export const createTradingWiring: NonNullable<DaemonHooks['trading']> = async ({
     attach: (m) => {
       manager = m;
       services.runners.attach(m);
-      // Recovery first, then every restored session's step at once (released after reconciliation below).
+      // Recovery first, then every restored session's steps, released after READY (startBackground): the
+      // first steps of 10,000 sessions would otherwise delay READY by their own work.
       services.runners.holdSteps();
     },
     close: () => services.close(),
     startBackground: () => {
       services.pool.start().catch((err: unknown) => logger.error({ err }, 'the strategy pool failed to start'));
+      services.runners.releaseSteps();
     },
     // Before READY: live sessions' books brought to their venues' truth (or paused).
     afterRecover: async () => {
       if (services.venues.length > 0) await services.runners.reconcileVenues();
-      services.runners.releaseSteps();
     },
   };
 };
