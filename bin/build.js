@@ -3,8 +3,8 @@
 // dist/ with tsc (tsconfig.build.json: emit only, no type check, so it runs after npm ci --omit=dev without
 // @types; `npm run typecheck` and `npm test` check types); then bundles each installed command's entry
 // (daemon, sessionctl) with its dependencies into dist/<entry>.bundle.cjs with esbuild, plus V8's code cache
-// for it (bin/bundle-loader.js), so a start reads one file and compiles little; then writes dist/BUILD_STAMP,
-// which bin/launch.js compares with the sources' mtimes.
+// for it (bin/bundle-loader.js), so a start reads one file and compiles little; then writes dist/BUILD_STAMP
+// (build time and the source tree), which bin/launch.js compares with the sources' mtimes.
 // Kept out of the bundles: native better-sqlite3, piscina (it finds its worker file beside itself), and the
 // venue SDKs (ccxt, Alpaca), imported only when a broker of their type is configured. Strategy worker
 // threads run dist/workers (compiled modules), not a bundle.
@@ -13,6 +13,7 @@
 const { spawnSync } = require('node:child_process');
 const { mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
+const { sourceTree } = require('./launch.js');
 
 const ROOT = join(__dirname, '..');
 /** The installed commands' entries (bin/sessiond.js, bin/sessionctl.js). */
@@ -114,8 +115,9 @@ async function build() {
       if (c.status !== 0) process.stderr.write(`build: no code cache for ${entry} (it still runs, compiling at start)\n`);
     }
   }
-  // The stamp carries the time the build STARTED: a source saved while tsc ran counts as newer.
-  writeFileSync(join(ROOT, 'dist', 'BUILD_STAMP'), `${started.toISOString()}\n`);
+  // The stamp carries the time the build STARTED: a source saved while tsc ran counts as newer. Then the source
+  // tree the build saw, which bin/launch.js checks at each start.
+  writeFileSync(join(ROOT, 'dist', 'BUILD_STAMP'), `${started.toISOString()}\n${sourceTree().join('\n')}\n`);
   utimesSync(join(ROOT, 'dist', 'BUILD_STAMP'), started, started);
 }
 

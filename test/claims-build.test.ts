@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { ROOT, daemonEnv, spawnDaemon, tempDir } from './helpers/daemon.js';
@@ -58,4 +58,18 @@ test('the build bundles the daemon and sessionctl with a code cache, and bin/*.j
     { encoding: 'utf8', timeout: 30_000, env: { ...process.env, SESSIOND_CONFIG: configFile, BN_KEY: 'k', BN_SECRET: 's' } },
   );
   t.regex(dl.stderr, /broker nope is not registered/, 'data download ran from the bundle');
+
+  // The build stores the source tree it saw (dist/BUILD_STAMP); a start stats it rather than listing every
+  // directory. A file added since the build makes the build stale through its directory's mtime, even when the
+  // files carry older mtimes (as cp -p or tar leave them): the commands then run the TypeScript.
+  const help = () => spawnSync(process.execPath, [join(dir, 'bin/sessionctl.js'), '--help'], { encoding: 'utf8', timeout: 60_000 }).stdout;
+  const built = statSync(join(dir, 'dist', 'BUILD_STAMP')).mtimeMs / 1000;
+  const cli = join(dir, 'src/cli/sessionctl.ts');
+  writeFileSync(cli, readFileSync(cli, 'utf8').replace('Submit lifecycle commands', 'Edited after the build: submit lifecycle commands'));
+  utimesSync(cli, built - 60, built - 60);
+  t.regex(help(), /^Submit lifecycle commands/m, 'nothing newer than the build: the bundle runs');
+  const added = join(dir, 'src/cli/added-after-build.ts');
+  writeFileSync(added, 'export {};\n');
+  utimesSync(added, built - 60, built - 60);
+  t.regex(help(), /^Edited after the build/m, 'a file added since the build: the TypeScript runs');
 });

@@ -37,8 +37,9 @@ export function acquireOwnerLock(dbFile: string): OwnerLock | undefined {
   try {
     conn.pragma('journal_mode = DELETE');
     conn.pragma('locking_mode = EXCLUSIVE');
-    conn.exec('CREATE TABLE IF NOT EXISTS owner (pid INTEGER NOT NULL, started_at TEXT NOT NULL)');
+    // One transaction (one commit: two fsyncs fewer than creating the table on its own); its first write takes the lock.
     conn.transaction(() => {
+      conn.exec('CREATE TABLE IF NOT EXISTS owner (pid INTEGER NOT NULL, started_at TEXT NOT NULL)');
       conn.prepare('DELETE FROM owner').run();
       conn.prepare('INSERT INTO owner (pid, started_at) VALUES (?, ?)').run(process.pid, new Date().toISOString());
     })();
