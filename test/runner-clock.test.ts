@@ -9,7 +9,7 @@ function fakeRunner(id: string): SessionRunner {
 }
 const settle = () => new Promise((r) => setTimeout(r, 50));
 
-test('held, due runners wait and are handed over together at release; a runner no longer running is dropped', async (t) => {
+test('held, due runners wait and are handed over at release; a runner no longer running is dropped', async (t) => {
   const handed: string[][] = [];
   const clock = new RunnerClock({ batchWindowMs: 0, maxCatchUpSteps: 3 } as ResolvedRunnerOptions, (due) => handed.push(due.map((r) => r.id)), () => false);
   t.teardown(() => clock.close());
@@ -20,9 +20,12 @@ test('held, due runners wait and are handed over together at release; a runner n
   t.deepEqual(handed, [], 'nothing steps while held (a daemon recovering)');
   (c as { status: string }).status = 'paused';
   clock.release();
-  t.deepEqual(handed, [['a', 'b']]);
+  await settle();
+  // Spread over a millisecond per runner: handed over in one or more batches, each once, c not at all.
+  t.deepEqual(handed.flat().sort(), ['a', 'b']);
+  handed.length = 0;
   // Released: the next schedule is handed over as it comes due.
   clock.schedule(a);
   await settle();
-  t.deepEqual(handed, [['a', 'b'], ['a']]);
+  t.deepEqual(handed, [['a']]);
 });

@@ -28,22 +28,26 @@ export class RunnerClock {
       if (this.#held === undefined) onDue(due);
       else for (const r of due) this.#held.add(r);
     }, o.batchWindowMs);
-    this.#onDue = onDue;
   }
-
-  readonly #onDue: (due: SessionRunner[]) => void;
 
   /** No step runs until release(): restoring 10,000 sessions does not compete with their first steps. */
   hold(): void {
     this.#held ??= new Set();
   }
 
-  /** Steps what came due while held, at once (a synthetic feed behind the clock then catches up or skips as usual). */
+  /**
+   * Steps what came due while held, spread over up to a second (a millisecond per runner): 10,000 first steps
+   * at once would be one burst of memory and latency. A synthetic feed behind the clock then catches up or
+   * skips as usual.
+   */
   release(): void {
     const held = this.#held;
     this.#held = undefined;
     if (held === undefined || held.size === 0 || this.isClosing()) return;
-    this.#onDue([...held].filter((r) => r.status === 'running'));
+    const due = [...held].filter((r) => r.status === 'running');
+    const now = Date.now();
+    const spreadMs = Math.min(1000, due.length);
+    due.forEach((r, i) => this.#scheduler.schedule(r, now + Math.floor((i * spreadMs) / due.length)));
   }
 
   /** Schedules the runner's next step (nothing when it is not running, its feed ended or the service closes). */
