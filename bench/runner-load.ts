@@ -13,6 +13,7 @@ import type { RunnerServiceOptions } from '../src/runners/runner-service.js';
 import { StrategyCatalog, runStrategyStep, type JsonValue } from '../src/strategies/index.js';
 import { tempDir } from '../test/helpers/daemon.js';
 import { buildTradingRig, type TradingRig } from '../test/helpers/trading.js';
+import { pct } from './percentile.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,11 +39,6 @@ const BUSY = { fast: 2, slow: 4, qty: 1 };
 const gc = (globalThis as { gc?: () => void }).gc;
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-const pct = (xs: number[], p: number) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- 1. the pool alone: steps/s, batched and one task per step, against the main thread ----

@@ -10,17 +10,13 @@ import type { Config } from '../src/daemon/config.js';
 import { spawnSync } from 'node:child_process';
 import { ROOT, daemonEnv, spawnDaemon, tempDir } from '../test/helpers/daemon.js';
 import { buildTradingRig, type TradingRig } from '../test/helpers/trading.js';
+import { pct } from './percentile.js';
 
 const DEFAULT_RUNNERS = (JSON.parse(readFileSync(new URL('../config/default.json', import.meta.url), 'utf8')) as { runners: Config['runners'] }).runners;
 /** sma-crossover at its defaults (fast 5, slow 20): about one order every 20 steps per session. */
 export const SMA = { id: 'sma-crossover', params: { fast: 5, slow: 20, qty: 1 } };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-export const pct = (xs: number[], p: number): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 
 export interface RunnerFigure {
   sessions: number;

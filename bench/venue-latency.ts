@@ -17,6 +17,7 @@ import { binanceCcxtUrls } from '../test/emulators/binance/binance-emulator.js';
 import { ROOT, tempDir } from '../test/helpers/daemon.js';
 import { buildTradingRig } from '../test/helpers/trading.js';
 import { passPrerequisites } from '../test/helpers/venues.js';
+import { pct } from './percentile.js';
 
 const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, seconds: { type: 'string', default: '60' }, every: { type: 'string', default: '20' } } });
 const SESSIONS = Number(values.sessions);
@@ -26,11 +27,6 @@ const KEY = 'bench-key-l4t3ncy00';
 const SECRET = 'bench-secret-l4t3ncy00';
 const STRATEGY = join(ROOT, 'bench/fixtures/venue-every-bar.ts');
 
-const pct = (xs: number[], p: number) => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
-};
 const f = (x: number) => x.toFixed(1).padStart(7);
 
 // The venue runs in a process of its own (as a venue does): its work does not share the daemon's event loop.
