@@ -319,10 +319,10 @@ export class SqliteOrderRepository implements OrderRepository {
   readonly #adhoc = new Map<string, Statement<unknown[], unknown>>();
   /**
    * Each session's open orders as last committed, read through: the runners ask every session's open orders
-   * on every step (its book; a live venue's poll), and most sessions have none. A write drops its session's
-   * entry; an entry is filled only outside a transaction, so a rolled-back write never leaves one behind.
-   * The first read loads every session's open orders in one query (a restart asks 10,000 sessions in a row);
-   * from then on a session without an entry has none, and a written one is STALE until read again.
+   * on every step (its book; a live venue's poll), and most sessions have none. The first read loads every
+   * session's open orders in one query (a restart asks 10,000 sessions in a row); from then on a session
+   * without an entry has none, and a write marks its session STALE until it is read again. Entries are filled
+   * only outside a transaction, so a rolled-back write never leaves memory ahead of the file.
    */
   readonly #openBySession = new Map<string, readonly StoredOrder[] | typeof STALE>();
   #openLoaded = false;

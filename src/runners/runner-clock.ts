@@ -16,7 +16,7 @@ export class RunnerClock {
   readonly #scheduler: StepScheduler<SessionRunner>;
   /** Runners whose feed wakes them when its bars arrive (venue feeds). */
   readonly #woken = new WeakSet<SessionRunner>();
-  /** While held (the daemon's recovery), due runners wait here and step together at release. */
+  /** While held (the daemon's recovery), due runners wait here until release(). */
   #held: Set<SessionRunner> | undefined;
 
   constructor(

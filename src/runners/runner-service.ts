@@ -104,7 +104,6 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     });
   }
 
-  /** Where failures and risk breaches go (the SessionManager); also finishes stops a crash interrupted. */
   /** Steps wait until releaseSteps() (the daemon holds them while it recovers, until READY). */
   holdSteps(): void {
     this.clock.hold();
@@ -114,6 +113,7 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     this.clock.release();
   }
 
+  /** Where failures and risk breaches go (the SessionManager); also finishes stops a crash interrupted. */
   attach(host: RunnerHost): void {
     this.host = host;
     void this.finishInterruptedStops().catch((err: unknown) => this.o.logger?.error({ err: message(err) }, 'finishing interrupted stops failed'));
