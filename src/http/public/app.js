@@ -675,6 +675,13 @@ function showError(err) {
 }
 
 async function init() {
+  // Before any await: a hash set while the first reads are in flight (a link followed, or the
+  // address edited, just after the page opened) must not be missed, or the page would show the
+  // default session under another session's address.
+  window.addEventListener('hashchange', () => {
+    const id = decodeURIComponent(location.hash.replace(/^#/, ''));
+    if (id && id !== state.selected) select(id);
+  });
   const form = document.getElementById('filters');
   form.addEventListener('change', () => {
     state.filters.status = form.elements.status.value;
@@ -708,10 +715,6 @@ async function init() {
   });
   state.ui = await getJson('/api/ui').catch(() => ({ writable: false, tokenRequired: false }));
   drawAccess();
-  window.addEventListener('hashchange', () => {
-    const id = decodeURIComponent(location.hash.replace(/^#/, ''));
-    if (id && id !== state.selected) select(id);
-  });
   state.machine = await getJson('/api/machine');
   drawChart();
   connect();
