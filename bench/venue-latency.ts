@@ -5,9 +5,12 @@
 // (`--every N`: each session orders on one bar in N, phases spread, so 100/N orders a bar; default 20:
 // 5 orders a bar, 300 a minute, enough for a p99). The emulator runs in a process of its own, as a venue
 // does. Beside it: the submit call alone (ccxt's limiter + signing + loopback + the venue) and the
-// emulator's own handler time for POST /api/v3/order.
+// emulator's own handler time for POST /api/v3/order, and the raw baseline, run first against the same
+// emulator: ccxt alone in a process of its own (bench/fixtures/raw-venue-client.ts) watching the same stream
+// and placing the same number of orders at each close, timed the same way: what this machine and the venue
+// cost before sessiond adds anything.
 // Target: p99 under 25 ms.
-// Run: node --import=tsx bench/venue-latency.ts [--sessions 100] [--seconds 60] [--every 20]
+// Run: node --import=tsx bench/venue-latency.ts [--sessions 100] [--seconds 60] [--every 20] [--raw-seconds 20]
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import type { BrokerOrderRequest, BrokerSubmitOptions } from '../src/brokers/broker.js';
@@ -19,7 +22,7 @@ import { buildTradingRig } from '../test/helpers/trading.js';
 import { passPrerequisites } from '../test/helpers/venues.js';
 import { pct } from './percentile.js';
 
-const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, seconds: { type: 'string', default: '60' }, every: { type: 'string', default: '20' } } });
+const { values } = parseArgs({ options: { sessions: { type: 'string', default: '100' }, seconds: { type: 'string', default: '60' }, every: { type: 'string', default: '20' }, 'raw-seconds': { type: 'string', default: '20' } } });
 const SESSIONS = Number(values.sessions);
 const SECONDS = Number(values.seconds);
 const EVERY = Number(values.every);
@@ -51,6 +54,16 @@ const venueStats = async (): Promise<VenueStats> => {
   return nextLine<VenueStats>();
 };
 const { port } = await nextLine<{ port: number }>();
+
+// The raw baseline first, alone on the machine with the emulator.
+const raw = await new Promise<number[]>((resolve, reject) => {
+  const opts = { port, apiKey: KEY, secret: SECRET, seconds: Number(values['raw-seconds']), orders: Math.round(SESSIONS / EVERY), qty: 0.0002 };
+  const child = spawn(process.execPath, ['--import=tsx', join(ROOT, 'bench/fixtures/raw-venue-client.ts'), JSON.stringify(opts)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += String(d)));
+  child.on('error', reject);
+  child.on('exit', (code) => (code === 0 ? resolve((JSON.parse(out) as { latencies: number[] }).latencies) : reject(new Error(`the raw client exited ${code}`))));
+});
 const rig = await buildTradingRig({
   file: join(tempDir('sessiond-bench-latency-'), 'sessiond.db'),
   modules: [STRATEGY],
@@ -102,6 +115,7 @@ console.log(`venue latency: ${SESSIONS} live sessions stepping every 1s venue ba
 console.log(`  orders timed ${latencies.length} (${em.orders.length} at the venue, ${rejected} not filled), stream reconnects ${em.streamConnections - 1}`);
 console.log('                                       p50     p99     max   (ms)');
 console.log(`  bar close -> venue ack           ${f(pct(latencies, 50))} ${f(pct(latencies, 99))} ${f(Math.max(...latencies))}   target p99 < 25 ms: ${pct(latencies, 99) < 25 ? 'OK' : 'MISSED'}`);
+console.log(`  raw ccxt, same work, alone      ${f(pct(raw, 50))} ${f(pct(raw, 99))} ${f(Math.max(...raw))}   (${raw.length} orders; sessiond adds p50 ${(pct(latencies, 50) - pct(raw, 50)).toFixed(1)}, p99 ${(pct(latencies, 99) - pct(raw, 99)).toFixed(1)})`);
 console.log(`  submit call (ccxt + loopback)    ${f(pct(submitMs, 50))} ${f(pct(submitMs, 99))} ${f(Math.max(...submitMs))}`);
 console.log(`  emulator's own POST order time   ${f(pct(posts, 50))} ${f(pct(posts, 99))} ${f(Math.max(...posts))}`);
 const lags = em.closeEventLagMs.slice(-SECONDS);
