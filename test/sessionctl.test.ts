@@ -1,6 +1,7 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -156,6 +157,24 @@ test('no daemon within --timeout: exit 3, and the command is withdrawn so it is 
     await q.close();
     connection.disconnect();
   }
+});
+
+test('Redis unreachable: exit 3 after the connect wait (not the whole --timeout), nothing submitted', async (t) => {
+  // A port nothing listens on.
+  const port = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(p));
+    });
+  });
+  // With a 10-minute --timeout, waiting for it would fail this test by ava's own timeout.
+  const r = await new Promise<Run>((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'bin/sessionctl.js'), '--redis', `redis://127.0.0.1:${port}`, '--timeout', '600000', 'list'], { cwd: dir, env: { ...process.env, REDIS_URL: '' } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+    });
+  });
+  t.is(r.code, 3);
+  t.regex(r.stderr, new RegExp(`^TIMEOUT: Redis unreachable \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\); command \\S+ was not submitted`));
 });
 
 test.serial('approve and reject go through the queue; kill-switch cancels the open orders of the sessions it stops', async (t) => {

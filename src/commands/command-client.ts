@@ -43,6 +43,9 @@ export class CommandTimeoutError extends Error {
   }
 }
 
+/** Redis did not accept the connection in time: nothing was submitted. */
+class RedisUnreachable extends Error {}
+
 export interface SubmitOptions {
   /** The command id (BullMQ job id): resubmitting the same id returns the first outcome. */
   commandId?: string;
@@ -53,6 +56,11 @@ export interface SubmitOptions {
   sequence?: boolean;
   /** @defaultValue 10000 */
   timeoutMs?: number;
+  /**
+   * How long to wait for Redis to accept the connection before giving up without submitting anything (an
+   * unreachable Redis is said at once, not after the whole timeout). @defaultValue min(timeoutMs, 2000)
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Submits commands to the queue and waits for their outcome: what sessionctl uses. */
@@ -73,7 +81,9 @@ export class CommandClient {
     const prefix = options.prefix ?? DEFAULT_QUEUE_PREFIX;
     this.queueName = queueName;
     this.prefix = prefix;
-    this.connection = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
+    // disconnectTimeout: ioredis waits that long for a socket that already failed to say `close` (its default,
+    // 2 s, kept sessionctl alive for 2 s after a refused connection).
+    this.connection = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, disconnectTimeout: 200 });
     // Without listeners, an unreachable Redis is an unhandled 'error' event; the timeout reports it instead.
     this.connection.on('error', (err: Error) => (this.lastError = err));
     this.queue = new Queue(queueName, { connection: this.connection, prefix });
@@ -117,7 +127,9 @@ export class CommandClient {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
     });
+    const connectMs = Math.min(options.connectTimeoutMs ?? 2000, timeoutMs);
     const work = (async () => {
+      await this.connected(connectMs);
       // Listen before adding, so a fast daemon's `completed` event is not missed.
       const events = await this.listen();
       // Resubmitting a kept job's id adds nothing: taking a seq for it would leave a gap the session waits on.
@@ -132,6 +144,7 @@ export class CommandClient {
       return (await Promise.race([work, timeout])) as T;
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
+      if (err instanceof RedisUnreachable) throw new CommandTimeoutError(jobId, connectMs, true, this.lastError?.message ?? `no answer within ${connectMs} ms`);
       if (message === 'timeout') {
         // Not added (Redis unreachable) or withdrawn while still waiting: either way never applied.
         const removed = added ? await this.withdraw(jobId) : true;
@@ -142,6 +155,24 @@ export class CommandClient {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Resolves once Redis accepted the connection; rejects with RedisUnreachable after `ms` without it. */
+  private connected(ms: number): Promise<void> {
+    const c = this.connection;
+    if (c.status === 'ready') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        c.off('ready', onReady);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const onReady = () => done();
+      const timer = setTimeout(() => done(new RedisUnreachable()), ms);
+      c.on('ready', onReady);
+      if (c.status === 'wait') c.connect().catch(() => undefined); // lazyConnect: nothing asked yet
+    });
   }
 
   /** A lifecycle command's data with its session's next `seq`; other commands' data unchanged. */
@@ -158,7 +189,8 @@ export class CommandClient {
     this.closing ??= (async () => {
       // Never wait on Redis here: closing must work when Redis is unreachable.
       const pending = [this.eventsInstance?.close(), this.queue.close()].map((p) => p?.catch(() => undefined));
-      await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 1000).unref())]);
+      // A connection that never came up has nothing to flush: do not wait for it.
+      if (this.connection.status === 'ready') await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, 1000).unref())]);
       // BullMQ does not quit connections it was given.
       this.eventsConnection?.disconnect();
       this.connection.disconnect();
