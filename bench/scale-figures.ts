@@ -10,6 +10,7 @@ import type { Config } from '../src/daemon/config.js';
 import { spawnSync } from 'node:child_process';
 import { ROOT, daemonEnv, spawnDaemon, tempDir } from '../test/helpers/daemon.js';
 import { buildTradingRig, type TradingRig } from '../test/helpers/trading.js';
+import { startCheckpointer } from '../src/persistence/checkpointer.js';
 import { pct } from './percentile.js';
 
 const DEFAULT_RUNNERS = (JSON.parse(readFileSync(new URL('../config/default.json', import.meta.url), 'utf8')) as { runners: Config['runners'] }).runners;
@@ -62,6 +63,8 @@ async function startSessions(r: TradingRig, n: number, intervalMs: number, prefi
 export async function runnerFigure(sessions: number, intervalMs: number, warmupS: number, windowS: number): Promise<RunnerFigure> {
   const latencies: number[] = [];
   const { r, dir } = await rig(latencies);
+  // As the daemon runs (Daemon.startBackground): WAL checkpoints in their own thread, not in the main thread's commits.
+  const checkpointer = startCheckpointer(r.db);
   try {
     await startSessions(r, sessions, intervalMs);
     await sleep(warmupS * 1000);
@@ -86,6 +89,7 @@ export async function runnerFigure(sessions: number, intervalMs: number, warmupS
       failed: s1.failedSteps - s0.failedSteps,
     };
   } finally {
+    await checkpointer?.close();
     await r.close();
     rmSync(dir, { recursive: true, force: true });
   }
