@@ -74,6 +74,7 @@ export class CommandClient {
   private eventsConnection: Redis | undefined;
   private lastError: Error | undefined;
   private closing: Promise<void> | undefined;
+  private connecting: Promise<void> | undefined;
 
   constructor(options: CommandClientOptions = {}) {
     const url = options.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -157,14 +158,18 @@ export class CommandClient {
     }
   }
 
-  /** Resolves once Redis accepted the connection; rejects with RedisUnreachable after `ms` without it. */
+  /**
+   * Resolves once Redis accepted the connection; rejects with RedisUnreachable after `ms` without it. Callers
+   * waiting at the same time share one wait (one listener, however many commands are submitted meanwhile).
+   */
   private connected(ms: number): Promise<void> {
     const c = this.connection;
     if (c.status === 'ready') return Promise.resolve();
-    return new Promise((resolve, reject) => {
+    this.connecting ??= new Promise<void>((resolve, reject) => {
       const done = (err?: Error) => {
         clearTimeout(timer);
         c.off('ready', onReady);
+        this.connecting = undefined;
         if (err === undefined) resolve();
         else reject(err);
       };
@@ -173,6 +178,7 @@ export class CommandClient {
       c.on('ready', onReady);
       if (c.status === 'wait') c.connect().catch(() => undefined); // lazyConnect: nothing asked yet
     });
+    return this.connecting;
   }
 
   /** A lifecycle command's data with its session's next `seq`; other commands' data unchanged. */
