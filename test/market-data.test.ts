@@ -64,6 +64,34 @@ test('a synthetic feed seeks from a checkpoint to the same bars as stepping ther
   t.deepEqual(take(ignored, 10), after);
 });
 
+test('a chart counts a synthetic feed back from a later checkpoint: the stepped bars to rounding, from the checkpoint, not from bar 0', (t) => {
+  const config = { type: 'synthetic' as const, seed: 5, volatility: 0.02 };
+  const stepped = createFeed(config, ['X', 'Y'], { accelerated: true });
+  take(stepped, 1400);
+  const wanted = take(stepped, 600);
+  const checkpoint = JSON.parse(JSON.stringify(stepped.checkpoint!())) as unknown; // at 2,000, as persisted
+  const chart = createFeed(config, ['X', 'Y'], { accelerated: true });
+  chart.seekBack!(1400, checkpoint);
+  t.is(chart.cursor, 1400);
+  const got = take(chart, 600).flat();
+  const flat = wanted.flat();
+  t.is(got.length, flat.length);
+  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-12 * Math.abs(b);
+  t.true(got.every((b, i) => { const w = flat[i]!; return b.time === w.time && b.symbol === w.symbol && close(b.open, w.open) && close(b.close, w.close) && close(b.high, w.high) && close(b.low, w.low) && b.volume === w.volume; }));
+  // It starts from the checkpoint's closes: planted ones show (a walk from bar 0 would ignore them).
+  const planted = createFeed(config, ['X', 'Y'], { accelerated: true });
+  planted.seekBack!(1999, { cursor: 2000, logCloses: [Math.log(50), Math.log(70)] });
+  const [x, y] = planted.next()!;
+  t.true(Math.abs(x!.close - 50) < 1e-9 && Math.abs(y!.close - 70) < 1e-9);
+  // A checkpoint at or before the target, or none usable: exactly what seek gives.
+  const early = createFeed(config, ['X', 'Y'], { accelerated: true });
+  early.seekBack!(1400, { cursor: 1000, logCloses: (() => { const f = createFeed(config, ['X', 'Y'], { accelerated: true }); take(f, 1000); return f.checkpoint!().logCloses; })() });
+  t.deepEqual(take(early, 600), wanted);
+  const none = createFeed(config, ['X', 'Y'], { accelerated: true });
+  none.seekBack!(1400, { cursor: 'x' });
+  t.deepEqual(take(none, 600), wanted);
+});
+
 test('a synthetic feed seeks to the same bars as stepping there, forward and back', (t) => {
   const config = { type: 'synthetic' as const, seed: 7, volatility: 0.02, barsPerStep: 1 };
   const stepped = createFeed(config, ['X', 'Y', 'Z'], { accelerated: true });

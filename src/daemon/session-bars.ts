@@ -5,7 +5,9 @@ import type { BarSource } from '../sessions/session-book.js';
 
 /**
  * A session's bars for the price chart: its own feed (same config, seed and start time as its runner)
- * replayed up to the runner's cursor, keeping the newest `limit` bar times. Nothing is stored twice.
+ * replayed up to the runner's cursor, keeping the newest `limit` bar times. Nothing is stored twice. A
+ * synthetic feed counts back from the runner's checkpoint (Feed.seekBack): its prices equal the traded
+ * ones to floating-point rounding, about 1e-12 relative.
  */
 export function sessionBars(options: { defaultBarIntervalMs: number; baseDir?: string }): BarSource {
   return (session, record, limit) => {
@@ -16,7 +18,11 @@ export function sessionBars(options: { defaultBarIntervalMs: number; baseDir?: s
       accelerated: true,
       ...(options.baseDir !== undefined ? { baseDir: options.baseDir } : {}),
     });
-    feed.seek(Math.max(0, record.cursor - limit));
+    // From the runner's checkpoint (at or near its cursor), counting back: not from bar 0, so a chart of a
+    // session that ran for weeks costs `limit` bars, not every bar since it started.
+    const from = Math.max(0, record.cursor - limit);
+    if (feed.seekBack !== undefined && record.feedCheckpoint !== undefined) feed.seekBack(from, record.feedCheckpoint);
+    else feed.seek(from);
     const bars: Bar[] = [];
     while (feed.cursor < record.cursor) {
       const batch = feed.next();

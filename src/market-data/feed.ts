@@ -35,6 +35,13 @@ export interface Feed {
   seek(cursor: number, checkpoint?: unknown): void;
   /** Feeds whose seek would otherwise replay from the start (synthetic): a plain-JSON restore point at `cursor`. */
   checkpoint?(): { cursor: number; logCloses: number[] };
+  /**
+   * For charts of bars already stepped (synthetic): moves to `cursor` from a `checkpoint()` taken at or after
+   * it, counting the running sum back, so the cost is the distance, not the session's age. Bars from there
+   * equal the stepped ones to floating-point rounding (about 1e-12 relative), not bit for bit: never for
+   * stepping. A checkpoint before `cursor` is used as `seek` uses it; without a usable one, this is `seek`.
+   */
+  seekBack?(cursor: number, checkpoint: unknown): void;
   /** Feeds with bars arriving in the background (venue): called when a batch may have become due. */
   onReady?(listener: () => void): void;
   /** Feeds with bars arriving in the background (venue): a batch is due now (a wake came while a step ran). */

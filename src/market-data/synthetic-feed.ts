@@ -76,11 +76,13 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
   const paths: SymbolPath[] = symbols.map((symbol) => ({ symbol, hash: fnv1a(symbol), logClose: logStart }));
   let cursor = 0;
 
+  // Box-Muller over the first two draws of bar `index`'s PRNG stream; 1 - u keeps the log argument in (0, 1].
+  const normal = (rand: () => number): number => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+
   // Draws bar `index` of one symbol from its own PRNG stream; advances the path to its close.
   const bar = (path: SymbolPath, index: number): Bar => {
     const rand = mulberry32(barSeed(o.seed, path.hash, index));
-    // Box-Muller; 1 - u keeps the log argument in (0, 1].
-    const z = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+    const z = normal(rand);
     const logOpen = path.logClose;
     const logClose = logOpen + o.volatility * z;
     const open = Math.exp(logOpen);
@@ -92,7 +94,7 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
     return { symbol: path.symbol, time: o.startTime + index * o.barIntervalMs, open, high, low, close, volume };
   };
 
-  return {
+  const feed: Feed = {
     kind: 'synthetic',
     symbols,
     intervalMs: o.accelerated ? 0 : o.barIntervalMs * o.barsPerStep,
@@ -130,5 +132,24 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
         for (const path of paths) bar(path, cursor);
       }
     },
+    seekBack(target, checkpoint) {
+      const c = checkpoint as { cursor?: unknown; logCloses?: unknown } | null | undefined;
+      const ahead =
+        Number.isInteger(target) && target >= 0 && c !== null && typeof c === 'object' && Number.isInteger(c.cursor) && (c.cursor as number) > target &&
+        Array.isArray(c.logCloses) && c.logCloses.length === paths.length && c.logCloses.every((x) => typeof x === 'number' && Number.isFinite(x));
+      // Counting back costs what counting forward from bar 0 would once the target is past half the way.
+      if (!ahead || (c.cursor as number) - target > target) {
+        feed.seek(target, checkpoint);
+        return;
+      }
+      paths.forEach((p, i) => {
+        // The close before bar k is the close after it less bar k's step.
+        let log = (c.logCloses as number[])[i]!;
+        for (let k = (c.cursor as number) - 1; k >= target; k--) log -= o.volatility * normal(mulberry32(barSeed(o.seed, p.hash, k)));
+        p.logClose = log;
+      });
+      cursor = target;
+    },
   };
+  return feed;
 }
