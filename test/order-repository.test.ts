@@ -320,3 +320,32 @@ test('open orders read through memory follow every committed write, never a roll
   t.is(repo.expirePendingApprovals('2026-01-05T10:06:00.000Z').length, 1);
   t.deepEqual(ids(repo.listOpen('s1')), ['s1:AAPL:2:entry=new']);
 });
+
+test('prefetchBooks answers each session\'s next listFills and positions as one read would, once, and a write drops its answer', (t) => {
+  const { db } = tempDb(t);
+  for (const id of ['s1', 's2', 's3']) addSession(db, id);
+  const repo = new SqliteOrderRepository(db);
+  const pos = (symbol: string, qty: number): Position => ({ symbol, qty, avgPrice: 100, realizedPnl: 0, unrealizedPnl: 0, lastPrice: 100 });
+  for (const s of ['s1', 's2']) {
+    repo.save(order({ sessionId: s, clientOrderId: `${s}:o` }));
+    repo.addFill(fill({ sessionId: s, clientOrderId: `${s}:o`, id: `${s}:f2`, at: '2026-01-05T10:02:00.000Z' }));
+    repo.addFill(fill({ sessionId: s, clientOrderId: `${s}:o`, id: `${s}:f1` }));
+    repo.savePositions(s, [pos('MSFT', 1), pos('AAPL', 2)]);
+  }
+  const expected = (s: string) => ({ fills: repo.listFills(s), positions: repo.positions(s) });
+  const before = { s1: expected('s1'), s2: expected('s2'), s3: expected('s3') };
+  t.deepEqual(before.s1.fills.map((f) => f.id), ['s1:f1', 's1:f2']);
+  repo.prefetchBooks(['s1', 's2', 's3']);
+  // Writes after the read-ahead: s2's fills and positions.
+  repo.addFill(fill({ sessionId: 's2', clientOrderId: 's2:o', id: 's2:f3', at: '2026-01-05T10:03:00.000Z' }));
+  repo.savePositions('s2', [pos('AAPL', 3)]);
+  t.deepEqual({ fills: repo.listFills('s1'), positions: repo.positions('s1') }, before.s1);
+  t.deepEqual({ fills: repo.listFills('s3'), positions: repo.positions('s3') }, { fills: [], positions: [] });
+  t.deepEqual(repo.listFills('s2').map((f) => f.id), ['s2:f1', 's2:f2', 's2:f3']);
+  t.deepEqual(repo.positions('s2'), [pos('AAPL', 3)]);
+  // Answered once: the next read is SQLite's.
+  db.prepare("DELETE FROM fills WHERE session_id = 's1'").run();
+  t.deepEqual(repo.listFills('s1'), []);
+  repo.prefetchBooks([]);
+  t.is(repo.positions('s1').length, 2);
+});

@@ -353,3 +353,42 @@ test('a restart restores every session in its state and brings the runner to it'
   await rejection(t, m.manager.pauseSession('sto'), 'INVALID_TRANSITION', 'session sto is stopped; cannot pause');
   await m.close();
 });
+
+test('recovery refuses a session whose snapshot disagrees with its row or is not a snapshot of it (INTERNAL naming it)', async (t) => {
+  const cases: [string, string, RegExp][] = [
+    ['a snapshot in another state', `json_set(snapshot, '$.value', 'paused')`, /^session x: row says running but its snapshot says paused$/],
+    ['a snapshot of another session', `json_set(snapshot, '$.context.sessionId', 'y')`, /^session x: its snapshot is of session y$/],
+    ['no snapshot at all', 'NULL', /^session x: its snapshot is invalid/],
+    ['a final snapshot', `json_set(snapshot, '$.status', 'done')`, /^session x: its snapshot is invalid: status/],
+  ];
+  for (const [what, sql, message] of cases) {
+    let m = buildManager();
+    await m.manager.startSession(paperConfig({ id: 'x' }));
+    m.db.prepare(`UPDATE sessions SET snapshot = ${sql} WHERE id = 'x'`).run();
+    m = await m.restart();
+    const err = await t.throwsAsync(m.manager.recover(), undefined, what);
+    t.is((err as SessiondError).code, 'INTERNAL', what);
+    t.regex(err!.message, message, what);
+    t.deepEqual(m.runner.calls, [], `${what}: no runner restored`);
+    await m.close();
+  }
+});
+
+test('a recovered session gets its actor from the snapshot as committed, also after a restart with no command in between', async (t) => {
+  let m = buildManager();
+  await m.manager.startSession(paperConfig({ id: 'p' }));
+  await m.manager.pauseSession('p', 'lunch');
+  m = await m.restart();
+  await m.manager.recover();
+  m = await m.restart();
+  await m.manager.recover();
+  // The snapshot the first restart did not touch still carries the pause; the actor made from it resumes.
+  t.is((await m.manager.resumeSession('p')).status, 'running');
+  await rejection(t, m.manager.resumeSession('p'), 'INVALID_TRANSITION', 'session p is running; cannot resume');
+  t.deepEqual(m.manager.history('p').map((h) => h.to), ['created', 'running', 'paused', 'running']);
+  m = await m.restart();
+  await m.manager.recover();
+  t.is((await m.manager.stopSession('p')).status, 'stopped');
+  t.is(m.manager.actorCount, 0);
+  await m.close();
+});

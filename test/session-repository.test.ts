@@ -131,3 +131,33 @@ test('a corrupt row is reported as INTERNAL naming the session, not silently def
   t.is((err as { code?: string }).code, 'INTERNAL');
   t.regex(err!.message, /symbols of bad/);
 });
+
+test('listRecoverable (one JSON text per row, built by SQLite) returns exactly what get returns, row by row', (t) => {
+  const { store } = open();
+  store.upsert(session('a', 'running'), { status: 'active', value: 'running', context: { sessionId: 'a', note: 'é ✓ "q" \\ \u2028' } });
+  store.upsert(session('b', 'paused', { feed: undefined, riskControls: {}, positions: {}, error: 'x\ny', flattenOnStop: false }), null);
+  store.upsert(session('c', 'created', { strategy: { id: 'sma-crossover', params: { w: [0.1, 1e-7, -1.5e300, 123456789.123456789], deep: { s: 'ü' } } }, symbols: ['BTC/USD', 'A.B'] }), { value: 'created' });
+  store.upsert(session('d', 'stopped'), { value: 'stopped' });
+  const recovered = store.listRecoverable();
+  t.deepEqual(recovered.map((r) => r.session.id), ['a', 'b', 'c']);
+  for (const r of recovered) t.deepEqual(r, store.get(r.session.id));
+  t.is(recovered[2]!.session.feed?.type, 'synthetic');
+  t.is(recovered[1]!.snapshot, null);
+});
+
+test('listRecoverable reports a row whose JSON column is corrupt as INTERNAL naming the session and the column', (t) => {
+  const { store, file } = open();
+  store.upsert(session('good', 'running'), { value: 'running' });
+  store.upsert(session('bad', 'running'), { value: 'running' });
+  const raw = new BetterSqlite3(file);
+  // JSON5, which SQLite's json() would accept and JSON.parse does not.
+  raw.prepare("UPDATE sessions SET risk_controls = '{maxOrderQty: 1}' WHERE id = 'bad'").run();
+  raw.close();
+  const err = t.throws(() => store.listRecoverable());
+  t.is((err as { code?: string }).code, 'INTERNAL');
+  t.regex(err!.message, /risk_controls of bad/);
+  const raw2 = new BetterSqlite3(file);
+  raw2.prepare("UPDATE sessions SET risk_controls = '{}', snapshot = '{not json' WHERE id = 'bad'").run();
+  raw2.close();
+  t.throws(() => store.listRecoverable(), { message: /snapshot of bad/ });
+});

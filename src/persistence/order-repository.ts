@@ -52,6 +52,12 @@ export interface OrderRepository {
   addFill(fill: Fill): boolean;
   /** Oldest first. */
   listFills(sessionId: string): Fill[];
+  /**
+   * Optional read-ahead (a restart rebuilds sessions' positions in a row): the next `listFills` and the next
+   * `positions` of each of these sessions are answered from one read of them all, as committed now; a write of
+   * a session's fills or positions drops its answers. Replaces the previous read-ahead.
+   */
+  prefetchBooks?(sessionIds: readonly string[]): void;
   /** Every symbol the session has traded, flat ones included (they carry realized PnL); by symbol. */
   positions(sessionId: string): Position[];
   /** Replaces the session's positions with exactly these. */

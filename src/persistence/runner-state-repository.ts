@@ -68,6 +68,12 @@ export interface EquityPoint {
 /** Synchronous (better-sqlite3): the runner writes a batch's rows in one transaction. */
 export interface RunnerStateRepository {
   get(sessionId: string): RunnerStateRecord | undefined;
+  /**
+   * Optional read-ahead (a restart restores sessions in a row): the next `get` of each of these ids is answered
+   * from one read of them all, as committed now; a write of a session drops its answer. Replaces the previous
+   * read-ahead.
+   */
+  prefetch?(sessionIds: readonly string[]): void;
   /** Inserts or replaces. */
   save(record: RunnerStateRecord): void;
   /** Every record in one transaction. */

@@ -49,9 +49,18 @@ function parseJson(text: string | null, column: string, id: string): unknown {
   }
 }
 
+/** A `sessions` row with its JSON columns parsed (rowToSession, or SQLite's json() in a bulk read). */
+export type ParsedSessionRow = Omit<SessionRow, 'strategy' | 'symbols' | 'risk_controls' | 'feed' | 'positions'> & {
+  strategy: unknown;
+  symbols: unknown;
+  risk_controls: unknown;
+  feed: unknown;
+  positions: unknown;
+};
+
 /** Row -> domain, validated: a corrupt row is an INTERNAL error naming the session, never a silent default. */
 export function rowToSession(row: SessionRow): Session {
-  const parsed = RowSchema.safeParse({
+  return parsedRowToSession({
     ...row,
     strategy: parseJson(row.strategy, 'strategy', row.id),
     symbols: parseJson(row.symbols, 'symbols', row.id),
@@ -59,6 +68,11 @@ export function rowToSession(row: SessionRow): Session {
     feed: parseJson(row.feed, 'feed', row.id),
     positions: parseJson(row.positions, 'positions', row.id),
   });
+}
+
+/** The JSON columns already parsed -> domain, validated like rowToSession. */
+export function parsedRowToSession(row: ParsedSessionRow): Session {
+  const parsed = RowSchema.safeParse(row);
   if (!parsed.success) {
     throw new InternalError(`session row ${row.id} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
   }

@@ -303,6 +303,13 @@ function isoTimestamp(value: Date | string, what: string): string {
 
 // ---- the adapter ----
 
+/** A read-ahead answer, given once. */
+function takeAhead<R>(ahead: Map<string, R[]>, sessionId: string): R[] | undefined {
+  const rows = ahead.get(sessionId);
+  if (rows !== undefined) ahead.delete(sessionId);
+  return rows;
+}
+
 const ORDER_COLUMNS = `client_order_id, session_id, broker_id, account_id, broker_order_id, symbol, side, qty, type,
   limit_price, status, filled_qty, avg_fill_price, reason, expires_at, created_at, updated_at`;
 const OPEN_LIST = OPEN_ORDER_STATUSES.map((s) => `'${s}'`).join(',');
@@ -326,6 +333,9 @@ export class SqliteOrderRepository implements OrderRepository {
    */
   readonly #openBySession = new Map<string, readonly StoredOrder[] | typeof STALE>();
   #openLoaded = false;
+  /** prefetchBooks(): each session's fill and position rows as read then, answered once; writes drop theirs. */
+  readonly #aheadFills = new Map<string, FillRow[]>();
+  readonly #aheadPositions = new Map<string, PositionRow[]>();
   private readonly stmts: {
     upsertOrder: Statement<[OrderRow]>;
     getOrder: Statement<[string], OrderRow>;
@@ -337,7 +347,9 @@ export class SqliteOrderRepository implements OrderRepository {
     listAllOpen: Statement<[], OrderRow>;
     addFill: Statement<[FillRow]>;
     listFills: Statement<[string], FillRow>;
+    fillsOfMany: Statement<[string], FillRow>;
     positions: Statement<[string], PositionRow>;
+    positionsOfMany: Statement<[string], PositionRow>;
     deleteOtherPositions: Statement<[string, string]>;
     upsertPosition: Statement<[PositionRow]>;
     expire: Statement<[string, string], OrderRow>;
@@ -373,6 +385,15 @@ export class SqliteOrderRepository implements OrderRepository {
       positions: db.prepare(
         `SELECT session_id, symbol, qty, avg_price, realized_pnl, unrealized_pnl, last_price, updated_at
          FROM positions WHERE session_id = ? ORDER BY symbol`,
+      ),
+      // Ordered as listFills and positions within each session.
+      fillsOfMany: db.prepare(
+        `SELECT id, client_order_id, session_id, symbol, side, qty, price, commission, at FROM fills
+         WHERE session_id IN (SELECT value FROM json_each(?)) ORDER BY at, rowid`,
+      ),
+      positionsOfMany: db.prepare(
+        `SELECT session_id, symbol, qty, avg_price, realized_pnl, unrealized_pnl, last_price, updated_at
+         FROM positions WHERE session_id IN (SELECT value FROM json_each(?)) ORDER BY symbol`,
       ),
       // Symbols no longer listed (runners never drop one, so this normally changes no row).
       deleteOtherPositions: db.prepare('DELETE FROM positions WHERE session_id = ? AND symbol NOT IN (SELECT value FROM json_each(?))'),
@@ -518,15 +539,29 @@ export class SqliteOrderRepository implements OrderRepository {
 
   addFill(fill: Fill): boolean {
     validateWrite(FillWriteSchema, fill, `fill ${fill.id}`);
+    this.#aheadFills.delete(fill.sessionId);
     return this.stmts.addFill.run(fillToRow(fill)).changes === 1;
   }
 
   listFills(sessionId: string): Fill[] {
-    return this.stmts.listFills.all(sessionId).map((r) => rowToFill(r));
+    return (takeAhead(this.#aheadFills, sessionId) ?? this.stmts.listFills.all(sessionId)).map((r) => rowToFill(r));
   }
 
   positions(sessionId: string): Position[] {
-    return this.stmts.positions.all(sessionId).map((r) => rowToPosition(r));
+    return (takeAhead(this.#aheadPositions, sessionId) ?? this.stmts.positions.all(sessionId)).map((r) => rowToPosition(r));
+  }
+
+  /** Two statements for every session instead of two per session; rows are validated when asked, as usual. */
+  prefetchBooks(sessionIds: readonly string[]): void {
+    this.#aheadFills.clear();
+    this.#aheadPositions.clear();
+    for (const id of sessionIds) {
+      this.#aheadFills.set(id, []);
+      this.#aheadPositions.set(id, []);
+    }
+    const ids = JSON.stringify(sessionIds);
+    for (const row of this.stmts.fillsOfMany.iterate(ids)) this.#aheadFills.get(row.session_id)?.push(row);
+    for (const row of this.stmts.positionsOfMany.iterate(ids)) this.#aheadPositions.get(row.session_id)?.push(row);
   }
 
   savePositions(sessionId: string, positions: readonly Position[], at: string = new Date().toISOString()): void {
@@ -536,6 +571,7 @@ export class SqliteOrderRepository implements OrderRepository {
       if (seen.has(p.symbol)) throw new ValidationError(`positions of session ${sessionId} list ${p.symbol} twice`);
       seen.add(p.symbol);
     }
+    this.#aheadPositions.delete(sessionId);
     this.transaction(() => {
       this.stmts.deleteOtherPositions.run(sessionId, JSON.stringify([...seen]));
       for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));

@@ -174,6 +174,7 @@ const SIGNAL_COLUMNS = 'session_id, key, symbol, side, qty, type, limit_price, r
 export class SqliteRunnerStateRepository implements RunnerStateRepository {
   private readonly stmts: {
     get: Statement<[string], RunnerStateRow>;
+    getMany: Statement<[string], RunnerStateRow>;
     upsert: Statement<[RunnerStateRow]>;
     finalize: Statement<[string, string, string]>;
     unfinalized: Statement<[], { session_id: string }>;
@@ -184,12 +185,15 @@ export class SqliteRunnerStateRepository implements RunnerStateRepository {
     signals: Statement<[string], SignalRow>;
   };
   private readonly saveManyTx: (records: readonly RunnerStateRecord[]) => void;
+  /** prefetch(): each id's row as read then (undefined: no row), answered once by get(); writes drop theirs. */
+  readonly #ahead = new Map<string, RunnerStateRow | undefined>();
   // Built once: better-sqlite3's transaction() wrapper is not free to build per call.
   private readonly tx: (fn: () => unknown) => unknown;
 
   constructor(private readonly db: Db) {
     this.stmts = {
       get: db.prepare(`SELECT ${STATE_COLUMNS} FROM runner_state WHERE session_id = ?`),
+      getMany: db.prepare(`SELECT ${STATE_COLUMNS} FROM runner_state WHERE session_id IN (SELECT value FROM json_each(?))`),
       upsert: db.prepare(`
         INSERT INTO runner_state (${STATE_COLUMNS})
         VALUES (@session_id, @strategy_id, @strategy_state, @cursor, @start_time, @steps, @last_bar_time, @last_prices, @day_start,
@@ -223,21 +227,38 @@ export class SqliteRunnerStateRepository implements RunnerStateRepository {
   }
 
   get(sessionId: string): RunnerStateRecord | undefined {
-    const row = this.stmts.get.get(sessionId);
+    let row: RunnerStateRow | undefined;
+    if (this.#ahead.has(sessionId)) {
+      row = this.#ahead.get(sessionId);
+      this.#ahead.delete(sessionId);
+    } else {
+      row = this.stmts.get.get(sessionId);
+    }
+    // Validated when it is used, like a row read now.
     return row === undefined ? undefined : rowToRunnerState(row);
+  }
+
+  /** One statement for every id instead of one per id; the rows are parsed and validated by get() as usual. */
+  prefetch(sessionIds: readonly string[]): void {
+    this.#ahead.clear();
+    for (const id of sessionIds) this.#ahead.set(id, undefined);
+    for (const row of this.stmts.getMany.iterate(JSON.stringify(sessionIds))) this.#ahead.set(row.session_id, row);
   }
 
   save(record: RunnerStateRecord): void {
     validate(record);
+    this.#ahead.delete(record.sessionId);
     this.stmts.upsert.run(runnerStateToRow(record));
   }
 
   saveMany(records: readonly RunnerStateRecord[]): void {
     for (const r of records) validate(r);
+    if (this.#ahead.size > 0) for (const r of records) this.#ahead.delete(r.sessionId);
     this.saveManyTx(records);
   }
 
   markFinalized(sessionId: string, at: string): void {
+    this.#ahead.delete(sessionId);
     this.stmts.finalize.run(at, at, sessionId);
   }
 

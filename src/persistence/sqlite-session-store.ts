@@ -11,7 +11,7 @@ import type {
   StoredSession,
   TransitionRecord,
 } from './ports.js';
-import { rowToSession, sessionToRow, type SessionRow } from './session-mapper.js';
+import { parsedRowToSession, rowToSession, sessionToRow, type ParsedSessionRow, type SessionRow } from './session-mapper.js';
 
 const UPSERT_SESSION = `
   INSERT INTO sessions (id, kind, status, strategy_id, strategy, broker_id, account_id, symbols, execution_mode,
@@ -26,6 +26,23 @@ const UPSERT_SESSION = `
     snapshot = COALESCE(excluded.snapshot, sessions.snapshot), stop_reason = excluded.stop_reason,
     error = excluded.error, created_at = excluded.created_at, started_at = excluded.started_at,
     stopped_at = excluded.stopped_at, updated_at = excluded.updated_at`;
+
+/**
+ * Recovery's read: each non-stopped row as ONE JSON text, its JSON columns embedded by SQLite's json(), which
+ * JS parses in one JSON.parse. Reading 10,000 rows of 20 columns as 200,000 JS strings (then parsing five of
+ * them each) cost about twice as much, most of it allocation and GC. The columns are checked to be strict
+ * JSON first (json_valid flag 1, what JSON.parse accepts); a row that is not gets NULL and is read and
+ * reported alone (rowToSession: an INTERNAL error naming the session and the column).
+ */
+const JSON_COLUMNS_VALID = `json_valid(strategy, 1) AND json_valid(symbols, 1) AND json_valid(risk_controls, 1)
+  AND (feed IS NULL OR json_valid(feed, 1)) AND json_valid(positions, 1) AND (snapshot IS NULL OR json_valid(snapshot, 1))`;
+const RECOVERABLE_JSON = `
+  SELECT id, CASE WHEN ${JSON_COLUMNS_VALID} THEN json_object('id', id, 'kind', kind, 'status', status, 'strategy_id', strategy_id,
+    'strategy', json(strategy), 'broker_id', broker_id, 'account_id', account_id, 'symbols', json(symbols),
+    'execution_mode', execution_mode, 'risk_controls', json(risk_controls), 'feed', json(feed), 'flatten_on_stop', flatten_on_stop,
+    'positions', json(positions), 'snapshot', json(snapshot), 'stop_reason', stop_reason, 'error', error, 'created_at', created_at,
+    'started_at', started_at, 'stopped_at', stopped_at, 'updated_at', updated_at) END AS row
+  FROM sessions WHERE status != 'stopped' ORDER BY created_at, id`;
 
 interface TransitionRow {
   session_id: string;
@@ -95,7 +112,7 @@ export class SqliteSessionStore implements SessionStore {
     upsert: Statement;
     update: Statement;
     get: Statement<[string], SessionRow>;
-    recoverable: Statement<[], SessionRow>;
+    recoverable: Statement<[], [string, string | null]>;
     lastSeq: Statement<[string], { seq: number | null }>;
     insertTransition: Statement;
     history: Statement<[string], TransitionRow>;
@@ -119,7 +136,7 @@ export class SqliteSessionStore implements SessionStore {
         stop_reason = @stop_reason, error = @error, started_at = @started_at, stopped_at = @stopped_at,
         updated_at = @updated_at WHERE id = @id`),
       get: db.prepare('SELECT * FROM sessions WHERE id = ?'),
-      recoverable: db.prepare("SELECT * FROM sessions WHERE status != 'stopped' ORDER BY created_at, id"),
+      recoverable: db.prepare<[], [string, string | null]>(RECOVERABLE_JSON).raw(),
       lastSeq: db.prepare('SELECT MAX(seq) AS seq FROM session_transitions WHERE session_id = ?'),
       insertTransition: db.prepare(`INSERT INTO session_transitions
         (session_id, seq, from_state, to_state, event, command_id, source, reason, at)
@@ -203,7 +220,18 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   listRecoverable(): StoredSession[] {
-    return this.stmts.recoverable.all().map((row) => ({ session: rowToSession(row), snapshot: parseSnapshot(row) }));
+    const out: StoredSession[] = [];
+    for (const [id, json] of this.stmts.recoverable.all()) {
+      if (json === null) {
+        // Not strict JSON somewhere: the row alone, which names the column (or reads fine if it changed since).
+        const found = this.get(id);
+        if (found !== undefined) out.push(found);
+        continue;
+      }
+      const row = JSON.parse(json) as ParsedSessionRow & { snapshot: unknown };
+      out.push({ session: parsedRowToSession(row), snapshot: row.snapshot });
+    }
+    return out;
   }
 
   commit(write: SessionWrite): TransitionRecord {

@@ -236,6 +236,13 @@ export class RunnerService implements SessionRunnerPort, PerformanceSource {
     });
   }
 
+  /** The restores of these sessions follow: their runner states, fills and positions in three reads, not three each. */
+  prepareRestore(sessions: readonly Session[]): void {
+    const ids = sessions.map((s) => s.id);
+    this.o.runnerStates.prefetch?.(ids);
+    this.o.orders.prefetchBooks?.(ids);
+  }
+
   /** Stops every loop without changing any session's status; waits for steps in flight; writes what is pending. */
   close(): Promise<void> {
     this.closing ??= (async () => {

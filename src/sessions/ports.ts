@@ -19,6 +19,11 @@ export interface SessionRunnerPort {
   /** After a daemon restart: bring the runner to the persisted status (`running` or `paused`). */
   restore(session: Session): Promise<void>;
   /**
+   * Optional: the restore() calls of these sessions follow (a daemon restart restores them in a row), so what
+   * they read may be read for all of them at once. Changes nothing by itself.
+   */
+  prepareRestore?(sessions: readonly Session[]): void;
+  /**
    * Optional: a call above failed because SQLite cannot write. The runner holds the session (status
    * unchanged) and resumes it by itself once SQLite writes again; returns false when `err` is no storage fault.
    */

@@ -41,6 +41,7 @@ import { exactlyOnce, recordFailure, replayOutcome, type Recorded } from './exac
 import { GroupCommitter } from './group-committer.js';
 import { KeyedQueue } from './keyed-queue.js';
 import type { BrokerDirectory, PerformanceSource, SessionRunnerPort, StrategyDirectory } from './ports.js';
+import { checkRestorable } from './restorable.js';
 import { zodIssues } from './zod-issues.js';
 import { z } from 'zod';
 import { IdSchema } from '../domain/id-schema.js';
@@ -101,11 +102,18 @@ export type RecordBacktestInput = z.input<typeof RecordBacktestSchema>;
 
 type SessionActor = Actor<SessionMachine>;
 
-/** A non-stopped session held in memory: its actor and its last committed row. */
+/**
+ * A non-stopped session held in memory: its last committed row and its actor. A recovered session's actor is
+ * made from its persisted snapshot at its first event (actorOf): most of 10,000 restored sessions never get one
+ * before they are stopped, and each costs time at the restart and memory after it.
+ */
 interface Entry {
-  actor: SessionActor;
+  actor: SessionActor | undefined;
   session: Session;
 }
+
+/** Sessions restored per prepareRestore() (the runner reads their state, fills and positions together). */
+const RESTORE_CHUNK = 1000;
 
 type CommandName = 'start' | 'pause' | 'resume' | 'stop';
 
@@ -131,22 +139,26 @@ export class SessionManager {
     this.writer = new GroupCommitter(opts.store, opts.onWrite);
   }
 
-  /** Restores every non-stopped session from its snapshot and brings its runner to that state. */
+  /**
+   * Restores every non-stopped session from its row and snapshot (checked to agree; the actor itself is made at
+   * the session's first event, or now when an inspector watches) and brings its runner to that state.
+   */
   async recover(): Promise<{ recovered: number; ms: number }> {
     const t0 = performance.now();
     const stored = this.opts.store.listRecoverable();
     for (const { session, snapshot } of stored) {
-      const actor = this.createSessionActor(session.id, session.createdAt, snapshot);
-      const state = String(actor.getSnapshot().value);
-      if (state !== session.status) {
-        throw new SessiondError('INTERNAL', `session ${session.id}: row says ${session.status} but its snapshot says ${state}`);
-      }
+      checkRestorable(session, snapshot);
+      const actor = this.opts.inspect === undefined ? undefined : this.createSessionActor(session.id, session.createdAt, snapshot);
       this.entries.set(session.id, { actor, session });
     }
-    // Runners after every actor exists, so a runner failure during restore finds its session.
-    for (const { session } of stored) {
-      if (isActive(session.status)) await this.sideEffect(session, () => this.opts.runner.restore(session));
+    // Runners after every session is held, so a runner failure during restore finds its session.
+    const active = stored.flatMap(({ session }) => (isActive(session.status) ? [session] : []));
+    for (let i = 0; i < active.length; i += RESTORE_CHUNK) {
+      const chunk = active.slice(i, i + RESTORE_CHUNK);
+      this.opts.runner.prepareRestore?.(chunk);
+      for (const session of chunk) await this.sideEffect(session, () => this.opts.runner.restore(session));
     }
+    this.opts.runner.prepareRestore?.([]);
     return { recovered: stored.length, ms: performance.now() - t0 };
   }
 
@@ -392,7 +404,7 @@ export class SessionManager {
     this.closing ??= (async () => {
       await this.queue.idle();
       await this.opts.runner.close();
-      for (const { actor } of this.entries.values()) actor.stop();
+      for (const { actor } of this.entries.values()) actor?.stop();
       this.entries.clear();
     })();
     return this.closing;
@@ -414,7 +426,7 @@ export class SessionManager {
   private internal(id: string, event: SessionEvent, source: string): Promise<SessionView | undefined> {
     return this.queue.run(id, async () => {
       const entry = this.entries.get(id);
-      if (!entry || !entry.actor.getSnapshot().can(event)) return undefined;
+      if (!entry || !this.actorOf(entry).getSnapshot().can(event)) return undefined;
       return this.applyLocked(id, event.type.toLowerCase(), event, { source }, { done: true });
     });
   }
@@ -427,12 +439,13 @@ export class SessionManager {
       if (!stored) throw new SessionNotFoundError(id);
       throw new InvalidTransitionError(id, stored.session.status, commandName);
     }
-    const before = entry.actor.getSnapshot();
+    const actor = this.actorOf(entry);
+    const before = actor.getSnapshot();
     if (!before.can(event)) throw new InvalidTransitionError(id, entry.session.status, commandName);
     // The actor computes the next snapshot; nothing is acted on until it is committed, and a failed
     // commit puts the actor back where it was.
-    entry.actor.send(event);
-    const next = entry.actor.getSnapshot();
+    actor.send(event);
+    const next = actor.getSnapshot();
     const to = String(next.value) as SessionStatus;
     const c = next.context;
     const session: Session = {
@@ -454,19 +467,19 @@ export class SessionManager {
     try {
       record = await this.writer.write({
         session,
-        snapshot: entry.actor.getPersistedSnapshot(),
+        snapshot: actor.getPersistedSnapshot(),
         transition: { sessionId: id, from: entry.session.status, to, event: event.type, commandId: ctx.commandId, source: ctx.source ?? 'command', reason, at: c.updatedAt },
         command,
       });
     } catch (err) {
-      entry.actor.stop();
+      actor.stop();
       entry.actor = this.createSessionActor(id, entry.session.createdAt, sessionMachine.getPersistedSnapshot(before));
       throw err;
     }
     if (command) recorded.done = true;
     // Written; now act.
     if (to === 'stopped') {
-      entry.actor.stop();
+      actor.stop();
       this.entries.delete(id);
     } else {
       entry.session = session;
@@ -510,6 +523,17 @@ export class SessionManager {
       recordFailure(this.opts.commands, { id: ctx.commandId, name }, error, this.now);
     }
     return Promise.reject(error);
+  }
+
+  /** The session's actor; a recovered session's is made now from its persisted snapshot, checked against its row. */
+  private actorOf(entry: Entry): SessionActor {
+    if (entry.actor === undefined) {
+      const { session } = entry;
+      const snapshot = this.opts.store.get(session.id)?.snapshot;
+      checkRestorable(session, snapshot);
+      entry.actor = this.createSessionActor(session.id, session.createdAt, snapshot);
+    }
+    return entry.actor;
   }
 
   private createSessionActor(sessionId: string, at: string, snapshot?: unknown): SessionActor {

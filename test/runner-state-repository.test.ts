@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { openDatabase } from '../src/persistence/database.js';
+import type { RunnerStateRecord } from '../src/persistence/runner-state-repository.js';
+import { SqliteRunnerStateRepository } from '../src/persistence/sqlite-runner-state-repository.js';
+
+const T0 = '2026-01-05T10:00:00.000Z';
+
+function record(sessionId: string, over: Partial<RunnerStateRecord> = {}): RunnerStateRecord {
+  return {
+    sessionId,
+    strategyId: 'sma-crossover',
+    state: { closes: [1.5, 2.25] },
+    cursor: 7,
+    startTime: 1_000,
+    steps: 7,
+    lastPrices: { AAPL: 101.5 },
+    dayStartPnl: 0,
+    initialEquity: 100_000,
+    equity: 100_010,
+    peakEquity: 100_020,
+    maxDrawdownPct: 0.01,
+    failures: 0,
+    createdAt: T0,
+    updatedAt: T0,
+    lastBarTime: 7_000,
+    feedCheckpoint: { cursor: 7, logCloses: [4.6] },
+    ...over,
+  };
+}
+
+test('prefetch answers each session\'s next get as a read would, once; a save, saveMany or markFinalized drops the answer', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sessiond-runner-state-'));
+  const db = openDatabase(path.join(dir, 'sessiond.db'));
+  t.teardown(() => {
+    db.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const ids = ['a', 'b', 'c', 'd'];
+  for (const id of ids) {
+    db.prepare(`INSERT INTO sessions (id, kind, status, strategy_id, strategy, broker_id, account_id, symbols, execution_mode, risk_controls, created_at, updated_at)
+      VALUES (?, 'paper', 'running', 's', '{"id":"s"}', 'paper', 'default', '["AAPL"]', 'auto', '{}', ?, ?)`).run(id, T0, T0);
+  }
+  const repo = new SqliteRunnerStateRepository(db);
+  for (const id of ['a', 'b', 'c']) repo.save(record(id));
+  const asRead = repo.get('a');
+  t.deepEqual(asRead, record('a'));
+  repo.prefetch([...ids, 'missing']);
+  repo.save(record('b', { cursor: 8, steps: 8 }));
+  repo.saveMany([record('c', { equity: 99_000 })]);
+  t.deepEqual(repo.get('a'), asRead);
+  t.is(repo.get('b')?.cursor, 8);
+  t.is(repo.get('c')?.equity, 99_000);
+  t.is(repo.get('d'), undefined);
+  t.is(repo.get('missing'), undefined);
+  // Once: the next get reads SQLite (changed behind the repository's back here).
+  db.prepare("UPDATE runner_state SET steps = 42 WHERE session_id = 'a'").run();
+  t.is(repo.get('a')?.steps, 42);
+  repo.prefetch(['a']);
+  repo.markFinalized('a', T0);
+  t.is(repo.get('a')?.finalizedAt, T0);
+  // A corrupt row read ahead is still refused when it is used.
+  db.prepare("UPDATE runner_state SET cursor = -1 WHERE session_id = 'b'").run();
+  repo.prefetch(['b']);
+  t.throws(() => repo.get('b'), { message: /^runner state of b is invalid: cursor/ });
+});
