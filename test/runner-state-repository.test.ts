@@ -65,4 +65,20 @@ test('prefetch answers each session\'s next get as a read would, once; a save, s
   db.prepare("UPDATE runner_state SET cursor = -1 WHERE session_id = 'b'").run();
   repo.prefetch(['b']);
   t.throws(() => repo.get('b'), { message: /^runner state of b is invalid: cursor/ });
+  // Columns that are not strict JSON (JSON5 would pass SQLite's json()): read alone, reported as get reports them;
+  // a checkpoint that is not JSON is only dropped (the feed replays), as get drops it.
+  db.prepare("UPDATE runner_state SET cursor = 7, last_prices = '{AAPL: 1}' WHERE session_id = 'b'").run();
+  db.prepare("UPDATE runner_state SET feed_checkpoint = '{cursor: 7}' WHERE session_id = 'c'").run();
+  repo.prefetch(['b', 'c']);
+  t.throws(() => repo.get('b'), { message: 'runner_state.last_prices of b is not valid JSON' });
+  for (const bad of ['{"AAPL":"101"}', '{"AAPL":null}', '[1]', '{"AAPL":1e999}']) {
+    db.prepare("UPDATE runner_state SET last_prices = ? WHERE session_id = 'b'").run(bad);
+    repo.prefetch(['b']);
+    t.throws(() => repo.get('b'), { message: /^runner_state\.last_prices of b is invalid/ }, bad);
+    t.throws(() => repo.get('b'), { message: /^runner_state\.last_prices of b is invalid/ }, `${bad}, read alone`);
+  }
+  const c = repo.get('c');
+  t.is(c?.feedCheckpoint, undefined);
+  const { feedCheckpoint: _dropped, ...rest } = record('c', { equity: 99_000 });
+  t.deepEqual(c, rest);
 });

@@ -160,4 +160,10 @@ test('listRecoverable reports a row whose JSON column is corrupt as INTERNAL nam
   raw2.prepare("UPDATE sessions SET risk_controls = '{}', snapshot = '{not json' WHERE id = 'bad'").run();
   raw2.close();
   t.throws(() => store.listRecoverable(), { message: /snapshot of bad/ });
+  // The row's strategy is still checked for its shape (its params against the strategy's schema when a runner is built).
+  const raw3 = new BetterSqlite3(file);
+  raw3.prepare(`UPDATE sessions SET snapshot = '{}', strategy = '{"id":"sma-crossover","params":[5,20]}' WHERE id = 'bad'`).run();
+  raw3.close();
+  t.throws(() => store.listRecoverable(), { message: /^session row bad is invalid: strategy\.params/ });
+  t.throws(() => store.get('bad'), { message: /^session row bad is invalid: strategy\.params/ });
 });

@@ -2,6 +2,7 @@ import type { Bar } from '../domain/market.js';
 import { ValidationError } from '../domain/errors.js';
 import type { BarTable } from './bar-files.js';
 import type { Feed } from './feed.js';
+import { withCursor } from './feed-cursor.js';
 
 export interface ReplayFeedOptions {
   symbols: readonly string[];
@@ -31,15 +32,12 @@ export function createReplayFeed(options: ReplayFeedOptions): Feed {
   const intervalMs = o.accelerated || o.speed === undefined ? 0 : (spacing * o.barsPerStep) / o.speed;
   let cursor = 0;
 
-  return {
+  const feed: Omit<Feed, 'cursor'> = {
     kind: 'replay',
     symbols: Object.freeze([...o.symbols]),
     intervalMs,
     length: groups.length,
     dataRef: `replay:${o.table.path}`,
-    get cursor() {
-      return cursor;
-    },
     next() {
       if (cursor >= groups.length) return null;
       const end = Math.min(groups.length, cursor + o.barsPerStep);
@@ -53,6 +51,8 @@ export function createReplayFeed(options: ReplayFeedOptions): Feed {
       cursor = Math.min(target, groups.length);
     },
   };
+  // A getter in the literal would make it a dictionary-mode object (see withCursor).
+  return withCursor(feed, () => cursor);
 }
 
 /** The session's bars of the table (a symbol-less file's rows take the one session symbol). */

@@ -1,6 +1,7 @@
 import type { Bar } from '../domain/market.js';
 import { ValidationError } from '../domain/errors.js';
 import type { Feed } from './feed.js';
+import { withCursor } from './feed-cursor.js';
 
 export interface SyntheticFeedOptions {
   symbols: readonly string[];
@@ -94,15 +95,12 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
     return { symbol: path.symbol, time: o.startTime + index * o.barIntervalMs, open, high, low, close, volume };
   };
 
-  const feed: Feed = {
+  const feed: Omit<Feed, 'cursor'> = {
     kind: 'synthetic',
     symbols,
     intervalMs: o.accelerated ? 0 : o.barIntervalMs * o.barsPerStep,
     length: Infinity,
     dataRef: `synthetic:${o.seed}`,
-    get cursor() {
-      return cursor;
-    },
     next() {
       const bars: Bar[] = [];
       for (let k = 0; k < o.barsPerStep; k++, cursor++) {
@@ -151,5 +149,6 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
       cursor = target;
     },
   };
-  return feed;
+  return withCursor(feed, () => cursor);
 }
+

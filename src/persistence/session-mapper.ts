@@ -26,11 +26,19 @@ export interface SessionRow {
   updated_at: string;
 }
 
+/**
+ * The strategy as stored: StrategyRefSchema's shape with its params a JSON object. The params' size and depth
+ * limits are the start command's (checked there, before the row was written), and their values are checked
+ * against the strategy's own schema whenever a runner is built from the row (StrategyCatalog.resolve), so a
+ * read does not walk and serialize them again (that was most of a 10,000-session restart's row validation).
+ */
+const StoredStrategyRefSchema = StrategyRefSchema.extend({ params: z.record(z.string(), z.unknown()).optional() });
+
 const RowSchema = z.object({
   id: z.string(),
   kind: z.enum(['paper', 'live']),
   status: z.enum(['created', 'running', 'paused', 'stopped']),
-  strategy: StrategyRefSchema,
+  strategy: StoredStrategyRefSchema,
   broker_id: z.string(),
   account_id: z.string(),
   symbols: z.array(z.string()),
