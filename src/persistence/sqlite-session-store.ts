@@ -220,18 +220,26 @@ export class SqliteSessionStore implements SessionStore {
   }
 
   listRecoverable(): StoredSession[] {
-    const out: StoredSession[] = [];
-    for (const [id, json] of this.stmts.recoverable.all()) {
+    // Iterated, so each row's text is garbage as soon as it is parsed (all() kept 10,000 alive through GCs).
+    // A row that is not strict JSON somewhere is kept as its id, read alone after the scan.
+    const out: (StoredSession | string)[] = [];
+    let alone = false;
+    for (const [id, json] of this.stmts.recoverable.iterate()) {
       if (json === null) {
-        // Not strict JSON somewhere: the row alone, which names the column (or reads fine if it changed since).
-        const found = this.get(id);
-        if (found !== undefined) out.push(found);
+        out.push(id);
+        alone = true;
         continue;
       }
       const row = JSON.parse(json) as ParsedSessionRow & { snapshot: unknown };
       out.push({ session: parsedRowToSession(row), snapshot: row.snapshot });
     }
-    return out;
+    if (!alone) return out as StoredSession[];
+    // The row alone names the bad column (INTERNAL); one that changed since and reads fine is kept.
+    return out.flatMap((r) => {
+      if (typeof r !== 'string') return [r];
+      const found = this.get(r);
+      return found === undefined ? [] : [found];
+    });
   }
 
   commit(write: SessionWrite): TransitionRecord {
