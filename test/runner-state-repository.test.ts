@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import fc from 'fast-check';
 import { openDatabase } from '../src/persistence/database.js';
 import type { RunnerStateRecord } from '../src/persistence/runner-state-repository.js';
-import { SqliteRunnerStateRepository } from '../src/persistence/sqlite-runner-state-repository.js';
+import { SqliteRunnerStateRepository, columnsSchemaAccepts, plainValidColumns, type ParsedRunnerStateRow } from '../src/persistence/sqlite-runner-state-repository.js';
 
 const T0 = '2026-01-05T10:00:00.000Z';
 
@@ -81,4 +82,26 @@ test('prefetch answers each session\'s next get as a read would, once; a save, s
   t.is(c?.feedCheckpoint, undefined);
   const { feedCheckpoint: _dropped, ...rest } = record('c', { equity: 99_000 });
   t.deepEqual(c, rest);
+});
+
+test("the runner state columns' fast path accepts only rows RunnerStateColumnsSchema accepts", (t) => {
+  const base = {
+    session_id: 'a', strategy_id: 'sma-crossover', strategy_state: {}, cursor: 7, start_time: 1_000, steps: 7, last_bar_time: 7_000,
+    last_prices: {}, day_start: null, day_start_pnl: 0, initial_equity: 100_000, equity: 100_010, peak_equity: 100_020, max_drawdown_pct: 0.01,
+    failures: 0, last_error: null, finalized_at: null, created_at: T0, updated_at: T0, feed_checkpoint: null,
+  } as ParsedRunnerStateRow;
+  const keys = Object.keys(base).filter((k) => !['strategy_state', 'last_prices', 'feed_checkpoint'].includes(k));
+  const odd = fc.oneof(fc.constantFrom(null, undefined, 0, -1, 1, 1.5, -0, 2 ** 53, 2 ** 60, Infinity, NaN, '', 'x', [], {}, true), fc.jsonValue());
+  let fast = 0;
+  fc.assert(
+    fc.property(fc.array(fc.record({ key: fc.constantFrom(...keys), value: odd }), { maxLength: 3 }), (changes) => {
+      const row = { ...base } as Record<string, unknown>;
+      for (const c of changes) row[c.key] = c.value;
+      if (!plainValidColumns(row as ParsedRunnerStateRow)) return true;
+      fast++;
+      return columnsSchemaAccepts(row);
+    }),
+    { numRuns: 3000, seed: 11 },
+  );
+  t.true(fast > 300, `fast path taken ${fast} times`);
 });

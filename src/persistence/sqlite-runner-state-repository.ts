@@ -95,7 +95,7 @@ function lastPricesOf(value: unknown, what: string): Record<string, number> {
 /** The columns besides the JSON ones (strategy_state, last_prices), which prefetch has SQLite parse. */
 const RunnerStateColumnsSchema = RunnerStateRowSchema.omit({ strategy_state: true, last_prices: true });
 
-type ParsedRunnerStateRow = Omit<RunnerStateRow, 'strategy_state' | 'last_prices' | 'feed_checkpoint'> & {
+export type ParsedRunnerStateRow = Omit<RunnerStateRow, 'strategy_state' | 'last_prices' | 'feed_checkpoint'> & {
   strategy_state: unknown;
   last_prices: unknown;
   feed_checkpoint: unknown;
@@ -142,8 +142,33 @@ export function rowToRunnerState(row: RunnerStateRow): RunnerStateRecord {
 
 /** A row with its JSON columns parsed by SQLite (prefetch): validated like rowToRunnerState. */
 function parsedRowToRunnerState(row: ParsedRunnerStateRow): RunnerStateRecord {
-  const r = parseRow(RunnerStateColumnsSchema, row, `runner state of ${row.session_id}`);
+  const what = `runner state of ${String(row.session_id)}`;
+  const r = plainValidColumns(row) ? row : parseRow(RunnerStateColumnsSchema, row, what);
   return toRecord(r, row.strategy_state, row.last_prices, row.feed_checkpoint);
+}
+
+const safeInt = (v: unknown, min = -Infinity): boolean => Number.isSafeInteger(v) && (v as number) >= min;
+const finiteNumber = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+const text = (v: unknown, min = 0): boolean => typeof v === 'string' && v.length >= min;
+
+/**
+ * RunnerStateColumnsSchema's fast path (a restart checks 10,000 rows): true only for rows the schema accepts as
+ * they are, column by column; anything else goes to the schema, which decides and words the error.
+ * @internal exported for its test against the schema
+ */
+export function plainValidColumns(r: ParsedRunnerStateRow): r is ParsedRunnerStateRow & z.output<typeof RunnerStateColumnsSchema> {
+  return (
+    text(r.session_id, 1) && text(r.strategy_id, 1) && safeInt(r.cursor, 0) && safeInt(r.start_time) && safeInt(r.steps, 0) &&
+    (r.last_bar_time === null || safeInt(r.last_bar_time)) && (r.day_start === null || safeInt(r.day_start)) &&
+    finiteNumber(r.day_start_pnl) && finiteNumber(r.initial_equity) && finiteNumber(r.equity) && finiteNumber(r.peak_equity) &&
+    finiteNumber(r.max_drawdown_pct) && safeInt(r.failures, 0) && (r.last_error === null || text(r.last_error)) &&
+    (r.finalized_at === null || text(r.finalized_at)) && text(r.created_at) && text(r.updated_at)
+  );
+}
+
+/** @internal RunnerStateColumnsSchema's own verdict, for the fast path's test. */
+export function columnsSchemaAccepts(row: unknown): boolean {
+  return RunnerStateColumnsSchema.safeParse(row).success;
 }
 
 function toRecord(r: z.output<typeof RunnerStateColumnsSchema>, state: unknown, lastPricesJson: unknown, checkpoint: unknown): RunnerStateRecord {
