@@ -5,7 +5,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { openDatabase } from '../src/persistence/database.js';
 import type { RunnerStateRecord } from '../src/persistence/runner-state-repository.js';
-import { SqliteRunnerStateRepository, columnsSchemaAccepts, plainValidColumns, type ParsedRunnerStateRow } from '../src/persistence/sqlite-runner-state-repository.js';
+import { FAST_PATH_COLUMNS, SqliteRunnerStateRepository, columnsSchemaAccepts, columnsSchemaKeys, plainValidColumns, type ParsedRunnerStateRow } from '../src/persistence/sqlite-runner-state-repository.js';
 
 const T0 = '2026-01-05T10:00:00.000Z';
 
@@ -104,4 +104,6 @@ test("the runner state columns' fast path accepts only rows RunnerStateColumnsSc
     { numRuns: 3000, seed: 11 },
   );
   t.true(fast > 300, `fast path taken ${fast} times`);
+  // Every column the schema knows is one the fast path checks.
+  t.deepEqual([...FAST_PATH_COLUMNS].sort(), columnsSchemaKeys().sort());
 });

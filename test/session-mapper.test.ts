@@ -1,6 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { isPlainValidRow, parsedRowToSession, rowSchemaAccepts, type ParsedSessionRow } from '../src/persistence/session-mapper.js';
+import { fastPathKeys, isPlainValidRow, parsedRowToSession, rowSchemaAccepts, type ParsedSessionRow } from '../src/persistence/session-mapper.js';
 
 const BASE: ParsedSessionRow = {
   id: 's-1',
@@ -89,4 +89,8 @@ test('a row the fast path refuses is still decided by RowSchema: a venue feed is
   t.deepEqual(parsedRowToSession(venue).feed, { type: 'venue', timeframe: '1m' });
   t.throws(() => parsedRowToSession({ ...BASE, risk_controls: { maxOrderQty: -1 } }), { message: /^session row s-1 is invalid: risk_controls\.maxOrderQty/ });
   t.throws(() => parsedRowToSession({ ...BASE, strategy: { id: 'bad id' } }), { message: /^session row s-1 is invalid: strategy\.id/ });
+});
+
+test('the fast path checks every field its schemas know (a field added to a schema must be added to the fast path)', (t) => {
+  for (const [what, schema, fast] of fastPathKeys()) t.deepEqual([...fast].sort(), [...schema].sort(), what);
 });

@@ -65,6 +65,8 @@ const only = (o: Record<string, unknown>, keys: ReadonlySet<string>): boolean =>
   for (const k in o) if (!keys.has(k)) return false;
   return true;
 };
+/** The top-level fields isPlainValidRow checks (RowSchema's). */
+const ROW_KEYS = ['id', 'kind', 'status', 'broker_id', 'account_id', 'execution_mode', 'symbols', 'positions', 'strategy', 'risk_controls', 'feed'];
 const STRATEGY_KEYS = new Set(['id', 'name', 'params']);
 const RISK_KEYS = new Set(['maxOrderQty', 'maxOrderNotional', 'maxPositionQty', 'maxOpenOrders', 'maxDailyLoss']);
 const SYNTHETIC_KEYS = new Set(['type', 'seed', 'intervalMs', 'startPrice', 'volatility', 'barsPerStep']);
@@ -107,6 +109,21 @@ function isPlainValidRow(r: ParsedSessionRow): r is ParsedSessionRow & z.output<
     Array.isArray(r.symbols) && r.symbols.every((x) => typeof x === 'string') && plain(r.positions) &&
     plainStrategy(r.strategy) && plainRisk(r.risk_controls) && plainFeed(r.feed)
   );
+}
+
+/**
+ * @internal For the fast path's test: the keys each schema knows and the keys its fast path checks (a field added
+ * to a schema and not to the fast path fails that test).
+ */
+export function fastPathKeys(): [string, string[], string[]][] {
+  const [synthetic, replay] = FeedConfigSchema.options;
+  return [
+    ['row', Object.keys(RowSchema.shape), [...ROW_KEYS]],
+    ['strategy', Object.keys(StoredStrategyRefSchema.shape), [...STRATEGY_KEYS]],
+    ['risk_controls', Object.keys(RiskControlsSchema.shape), [...RISK_KEYS]],
+    ['feed synthetic', Object.keys(synthetic.shape), [...SYNTHETIC_KEYS]],
+    ['feed replay', Object.keys(replay.shape), [...REPLAY_KEYS]],
+  ];
 }
 
 /** @internal For the fast path's test: RowSchema's own verdict. */

@@ -166,6 +166,13 @@ export function plainValidColumns(r: ParsedRunnerStateRow): r is ParsedRunnerSta
   );
 }
 
+/** The columns plainValidColumns checks: RunnerStateColumnsSchema's (its test compares the two). @internal */
+export const FAST_PATH_COLUMNS = ['session_id', 'strategy_id', 'cursor', 'start_time', 'steps', 'last_bar_time', 'day_start', 'day_start_pnl', 'initial_equity',
+  'equity', 'peak_equity', 'max_drawdown_pct', 'failures', 'last_error', 'finalized_at', 'created_at', 'updated_at'];
+
+/** @internal The schema's keys, for the fast path's test. */
+export const columnsSchemaKeys = (): string[] => Object.keys(RunnerStateColumnsSchema.shape);
+
 /** @internal RunnerStateColumnsSchema's own verdict, for the fast path's test. */
 export function columnsSchemaAccepts(row: unknown): boolean {
   return RunnerStateColumnsSchema.safeParse(row).success;
