@@ -349,3 +349,20 @@ test('prefetchBooks answers each session\'s next listFills and positions as one 
   repo.prefetchBooks([]);
   t.is(repo.positions('s1').length, 2);
 });
+
+test('prefetchBooks holds at most prefetchFillRows fills: sessions past the budget are read alone, with the same answer', (t) => {
+  const { db } = tempDb(t);
+  const repo = new SqliteOrderRepository(db, { prefetchFillRows: 3 });
+  for (const [s, n] of [['a', 2], ['b', 2], ['c', 1]] as const) {
+    addSession(db, s);
+    repo.save(order({ sessionId: s, clientOrderId: `${s}:o` }));
+    for (let i = 0; i < n; i++) repo.addFill(fill({ sessionId: s, clientOrderId: `${s}:o`, id: `${s}:f${i}`, at: `2026-01-05T10:0${i}:00.000Z` }));
+  }
+  const expected = Object.fromEntries(['a', 'b', 'c'].map((s) => [s, repo.listFills(s)]));
+  repo.prefetchBooks(['a', 'b', 'c']);
+  // a (2) and c (1) fit the budget of 3 and were read ahead; b (2) was not: removing its rows shows it is read now.
+  db.prepare("DELETE FROM fills WHERE session_id IN ('a', 'b')").run();
+  t.deepEqual(repo.listFills('a'), expected.a);
+  t.deepEqual(repo.listFills('c'), expected.c);
+  t.deepEqual(repo.listFills('b'), []);
+});

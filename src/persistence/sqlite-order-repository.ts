@@ -303,6 +303,9 @@ function isoTimestamp(value: Date | string, what: string): string {
 
 // ---- the adapter ----
 
+/** By default at most this many fill rows held by prefetchBooks at a time (a few hundred bytes of JS each). */
+export const PREFETCH_FILL_ROWS = 50_000;
+
 /** A read-ahead answer, given once. */
 function takeAhead<R>(ahead: Map<string, R[]>, sessionId: string): R[] | undefined {
   const rows = ahead.get(sessionId);
@@ -348,6 +351,7 @@ export class SqliteOrderRepository implements OrderRepository {
     addFill: Statement<[FillRow]>;
     listFills: Statement<[string], FillRow>;
     fillsOfMany: Statement<[string], FillRow>;
+    fillCountsOfMany: Statement<[string], { session_id: string; n: number }>;
     positions: Statement<[string], PositionRow>;
     positionsOfMany: Statement<[string], PositionRow>;
     deleteOtherPositions: Statement<[string, string]>;
@@ -355,7 +359,14 @@ export class SqliteOrderRepository implements OrderRepository {
     expire: Statement<[string, string], OrderRow>;
   };
 
-  constructor(private readonly db: Db) {
+  readonly #prefetchFillRows: number;
+
+  /** `prefetchFillRows`: the fill rows prefetchBooks may hold (tests). @defaultValue PREFETCH_FILL_ROWS */
+  constructor(
+    private readonly db: Db,
+    options: { prefetchFillRows?: number } = {},
+  ) {
+    this.#prefetchFillRows = options.prefetchFillRows ?? PREFETCH_FILL_ROWS;
     this.stmts = {
       upsertOrder: db.prepare(`
         INSERT INTO orders (${ORDER_COLUMNS})
@@ -391,6 +402,7 @@ export class SqliteOrderRepository implements OrderRepository {
         `SELECT id, client_order_id, session_id, symbol, side, qty, price, commission, at FROM fills
          WHERE session_id IN (SELECT value FROM json_each(?)) ORDER BY at, rowid`,
       ),
+      fillCountsOfMany: db.prepare('SELECT session_id, COUNT(*) AS n FROM fills WHERE session_id IN (SELECT value FROM json_each(?)) GROUP BY session_id'),
       positionsOfMany: db.prepare(
         `SELECT session_id, symbol, qty, avg_price, realized_pnl, unrealized_pnl, last_price, updated_at
          FROM positions WHERE session_id IN (SELECT value FROM json_each(?)) ORDER BY symbol`,
@@ -551,17 +563,29 @@ export class SqliteOrderRepository implements OrderRepository {
     return (takeAhead(this.#aheadPositions, sessionId) ?? this.stmts.positions.all(sessionId)).map((r) => rowToPosition(r));
   }
 
-  /** Two statements for every session instead of two per session; rows are validated when asked, as usual. */
+  /**
+   * A few statements for every session instead of two per session; rows are validated when asked, as usual.
+   * Fills are read ahead for the sessions that fit prefetchFillRows in all (in the order given): a fleet that
+   * traded for weeks holds millions of fills, and those sessions are read one at a time as before.
+   */
   prefetchBooks(sessionIds: readonly string[]): void {
     this.#aheadFills.clear();
     this.#aheadPositions.clear();
+    if (sessionIds.length === 0) return;
+    const all = JSON.stringify(sessionIds);
+    const counts = new Map(this.stmts.fillCountsOfMany.all(all).map((r) => [r.session_id, r.n]));
+    let budget = this.#prefetchFillRows;
+    const withFills: string[] = [];
     for (const id of sessionIds) {
-      this.#aheadFills.set(id, []);
       this.#aheadPositions.set(id, []);
+      const n = counts.get(id) ?? 0;
+      if (n > budget) continue;
+      budget -= n;
+      this.#aheadFills.set(id, []);
+      if (n > 0) withFills.push(id);
     }
-    const ids = JSON.stringify(sessionIds);
-    for (const row of this.stmts.fillsOfMany.iterate(ids)) this.#aheadFills.get(row.session_id)?.push(row);
-    for (const row of this.stmts.positionsOfMany.iterate(ids)) this.#aheadPositions.get(row.session_id)?.push(row);
+    if (withFills.length > 0) for (const row of this.stmts.fillsOfMany.iterate(JSON.stringify(withFills))) this.#aheadFills.get(row.session_id)?.push(row);
+    for (const row of this.stmts.positionsOfMany.iterate(all)) this.#aheadPositions.get(row.session_id)?.push(row);
   }
 
   savePositions(sessionId: string, positions: readonly Position[], at: string = new Date().toISOString()): void {
