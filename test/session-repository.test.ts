@@ -2,7 +2,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import type { Session } from '../src/domain/session.js';
-import { openDatabase, schemaVersion } from '../src/persistence/database.js';
+import { migrate, openDatabase, schemaVersion } from '../src/persistence/database.js';
 import { MIGRATIONS } from '../src/persistence/migrations/index.js';
 import { SqliteSessionStore } from '../src/persistence/sqlite-session-store.js';
 import { SqliteLiveTradingSessionRepository, SqlitePaperTradingSessionRepository } from '../src/persistence/sqlite-session-repositories.js';
@@ -97,6 +97,22 @@ test('migrations set user_version and are not re-run', (t) => {
   const again = openDatabase(file); // would throw "table sessions already exists" if re-run
   t.is(schemaVersion(again), Math.max(...MIGRATIONS.map((m) => m.version)));
   t.is(again.pragma('journal_mode', { simple: true }), 'wal');
+});
+
+test('migration 12 makes commands a rowid table and keeps every command as it was', (t) => {
+  const file = join(tempDir(), 'm12.db');
+  const db = new BetterSqlite3(file);
+  migrate(db, MIGRATIONS.filter((m) => m.version < 12));
+  const insert = db.prepare('INSERT INTO commands (id, name, session_id, outcome, result, error_code, error_message, error_details, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
+  insert.run('c-ok', 'pause', 's1', 'ok', JSON.stringify({ session: { id: 's1', x: 'y'.repeat(2000) } }), null, null, null, '2026-12-02T00:00:00.000Z');
+  insert.run('c-err', 'resume', null, 'error', null, 'INVALID_TRANSITION', 'no', '{"a":1}', '2026-12-02T00:00:01.000Z');
+  const before = db.prepare('SELECT * FROM commands ORDER BY id').all();
+  t.throws(() => db.prepare('SELECT rowid FROM commands').all(), { any: true, message: /no such column: rowid/ }, 'WITHOUT ROWID before');
+  migrate(db, MIGRATIONS);
+  t.deepEqual(db.prepare('SELECT * FROM commands ORDER BY id').all(), before);
+  t.is(db.prepare('SELECT rowid FROM commands').all().length, 2);
+  t.throws(() => insert.run('c-ok', 'pause', 's1', 'ok', null, null, null, null, '2026-12-02T00:00:02.000Z'), { any: true, message: /UNIQUE constraint failed: commands.id/ });
+  db.close();
 });
 
 test('a failing commit leaves neither the session row, the history row nor the command record', (t) => {
