@@ -43,8 +43,10 @@ export class CommandTimeoutError extends Error {
   }
 }
 
-/** Redis did not accept the connection in time: nothing was submitted. */
-class RedisUnreachable extends Error {}
+/** Redis did not accept the connection in time: nothing was submitted (surfaces as CommandTimeoutError). */
+class RedisUnreachable extends Error {
+  readonly code = 'TIMEOUT';
+}
 
 export interface SubmitOptions {
   /** The command id (BullMQ job id): resubmitting the same id returns the first outcome. */
