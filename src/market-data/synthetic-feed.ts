@@ -135,7 +135,7 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
       const ahead =
         Number.isInteger(target) && target >= 0 && c !== null && typeof c === 'object' && Number.isInteger(c.cursor) && (c.cursor as number) > target &&
         Array.isArray(c.logCloses) && c.logCloses.length === paths.length && c.logCloses.every((x) => typeof x === 'number' && Number.isFinite(x));
-      // Counting back costs what counting forward from bar 0 would once the target is past half the way.
+      // No checkpoint ahead, or counting back would be longer than counting from bar 0: seek as usual.
       if (!ahead || (c.cursor as number) - target > target) {
         feed.seek(target, checkpoint);
         return;
@@ -151,4 +151,3 @@ export function createSyntheticFeed(options: SyntheticFeedOptions): Feed {
   };
   return withCursor(feed, () => cursor);
 }
-
