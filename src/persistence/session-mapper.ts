@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { FeedConfigSchema, RiskControlsSchema, StrategyRefSchema, type Session } from '../domain/session.js';
 import { InternalError } from '../domain/errors.js';
 import { ID_PATTERN } from '../domain/ids.js';
+import { isFiniteNumber, isPlainObject } from '../domain/plain-values.js';
 
 /** The `sessions` row as stored. */
 export interface SessionRow {
@@ -56,9 +57,7 @@ const RowSchema = z.object({
 // which decides and words the error. test/session-mapper.test.ts holds it to that against RowSchema on
 // generated rows.
 
-const plain = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === 'object' && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
-const finitePositive = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v > 0;
+const finitePositive = (v: unknown): boolean => isFiniteNumber(v) && v > 0;
 const positiveInt = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) > 0;
 const optional = (v: unknown, check: (v: unknown) => boolean): boolean => v === undefined || check(v);
 const only = (o: Record<string, unknown>, keys: ReadonlySet<string>): boolean => {
@@ -73,12 +72,12 @@ const SYNTHETIC_KEYS = new Set(['type', 'seed', 'intervalMs', 'startPrice', 'vol
 const REPLAY_KEYS = new Set(['type', 'file', 'speed', 'barsPerStep']);
 
 function plainStrategy(v: unknown): boolean {
-  if (!plain(v) || !only(v, STRATEGY_KEYS) || typeof v.id !== 'string' || !ID_PATTERN.test(v.id)) return false;
-  return optional(v.name, (n) => typeof n === 'string' && n.length >= 1 && n.length <= 256) && optional(v.params, plain);
+  if (!isPlainObject(v) || !only(v, STRATEGY_KEYS) || typeof v.id !== 'string' || !ID_PATTERN.test(v.id)) return false;
+  return optional(v.name, (n) => typeof n === 'string' && n.length >= 1 && n.length <= 256) && optional(v.params, isPlainObject);
 }
 
 function plainRisk(v: unknown): boolean {
-  if (!plain(v) || !only(v, RISK_KEYS)) return false;
+  if (!isPlainObject(v) || !only(v, RISK_KEYS)) return false;
   return (
     optional(v.maxOrderQty, finitePositive) && optional(v.maxOrderNotional, finitePositive) && optional(v.maxPositionQty, finitePositive) &&
     optional(v.maxDailyLoss, finitePositive) && optional(v.maxOpenOrders, positiveInt)
@@ -87,7 +86,7 @@ function plainRisk(v: unknown): boolean {
 
 function plainFeed(v: unknown): boolean {
   if (v === null) return true;
-  if (!plain(v)) return false;
+  if (!isPlainObject(v)) return false;
   if (v.type === 'synthetic') {
     return (
       only(v, SYNTHETIC_KEYS) && optional(v.seed, Number.isSafeInteger) && optional(v.intervalMs, positiveInt) &&
@@ -106,7 +105,7 @@ function isPlainValidRow(r: ParsedSessionRow): r is ParsedSessionRow & z.output<
     (r.status === 'created' || r.status === 'running' || r.status === 'paused' || r.status === 'stopped') &&
     typeof r.broker_id === 'string' && typeof r.account_id === 'string' &&
     (r.execution_mode === 'auto' || r.execution_mode === 'confirm' || r.execution_mode === 'signal-only') &&
-    Array.isArray(r.symbols) && r.symbols.every((x) => typeof x === 'string') && plain(r.positions) &&
+    Array.isArray(r.symbols) && r.symbols.every((x) => typeof x === 'string') && isPlainObject(r.positions) &&
     plainStrategy(r.strategy) && plainRisk(r.risk_controls) && plainFeed(r.feed)
   );
 }

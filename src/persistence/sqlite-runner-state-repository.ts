@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
 import { InternalError, ValidationError } from '../domain/errors.js';
+import { isFiniteNumber, isPlainObject } from '../domain/plain-values.js';
 import type { Db } from './database.js';
 import type { EquityPoint, RunnerJson, RunnerStateRecord, RunnerStateRepository, SignalRecord } from './runner-state-repository.js';
 import { parseRow } from './parse-row.js';
@@ -78,11 +79,10 @@ const LastPricesSchema = z.record(z.string(), finite);
  * message.
  */
 function lastPricesOf(value: unknown, what: string): Record<string, number> {
-  if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.getPrototypeOf(value) === Object.prototype) {
+  if (isPlainObject(value)) {
     let ok = true;
     for (const k in value) {
-      const v = (value as Record<string, unknown>)[k];
-      if (typeof v !== 'number' || !Number.isFinite(v)) {
+      if (!isFiniteNumber(value[k])) {
         ok = false;
         break;
       }
@@ -148,7 +148,6 @@ function parsedRowToRunnerState(row: ParsedRunnerStateRow): RunnerStateRecord {
 }
 
 const safeInt = (v: unknown, min = -Infinity): boolean => Number.isSafeInteger(v) && (v as number) >= min;
-const finiteNumber = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
 const text = (v: unknown, min = 0): boolean => typeof v === 'string' && v.length >= min;
 
 /**
@@ -160,8 +159,8 @@ export function plainValidColumns(r: ParsedRunnerStateRow): r is ParsedRunnerSta
   return (
     text(r.session_id, 1) && text(r.strategy_id, 1) && safeInt(r.cursor, 0) && safeInt(r.start_time) && safeInt(r.steps, 0) &&
     (r.last_bar_time === null || safeInt(r.last_bar_time)) && (r.day_start === null || safeInt(r.day_start)) &&
-    finiteNumber(r.day_start_pnl) && finiteNumber(r.initial_equity) && finiteNumber(r.equity) && finiteNumber(r.peak_equity) &&
-    finiteNumber(r.max_drawdown_pct) && safeInt(r.failures, 0) && (r.last_error === null || text(r.last_error)) &&
+    isFiniteNumber(r.day_start_pnl) && isFiniteNumber(r.initial_equity) && isFiniteNumber(r.equity) && isFiniteNumber(r.peak_equity) &&
+    isFiniteNumber(r.max_drawdown_pct) && safeInt(r.failures, 0) && (r.last_error === null || text(r.last_error)) &&
     (r.finalized_at === null || text(r.finalized_at)) && text(r.created_at) && text(r.updated_at)
   );
 }

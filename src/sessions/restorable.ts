@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { InternalError } from '../domain/errors.js';
+import { isPlainObject } from '../domain/plain-values.js';
 import type { Session } from '../domain/session.js';
 
 /**
@@ -13,16 +14,13 @@ const RestorableSnapshotSchema = z.looseObject({
   context: z.looseObject({ sessionId: z.string(), createdAt: z.string(), updatedAt: z.string() }),
 });
 
-const plain = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === 'object' && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype;
-
 /**
  * RestorableSnapshotSchema's fast path (a restart checks 10,000 snapshots): true only for snapshots the schema
  * accepts; anything else goes to the schema, which decides and words the error.
  * @internal exported for its test against the schema
  */
 export function isPlainRestorable(s: unknown): s is { value: string; context: { sessionId: string } } {
-  if (!plain(s) || s.status !== 'active' || (s.value !== 'created' && s.value !== 'running' && s.value !== 'paused') || !plain(s.context)) return false;
+  if (!isPlainObject(s) || s.status !== 'active' || (s.value !== 'created' && s.value !== 'running' && s.value !== 'paused') || !isPlainObject(s.context)) return false;
   const c = s.context;
   return typeof c.sessionId === 'string' && typeof c.createdAt === 'string' && typeof c.updatedAt === 'string';
 }
@@ -37,20 +35,19 @@ export function restorableSchemaAccepts(s: unknown): boolean {
  * actor is made from the snapshot (at its first event): an INTERNAL error naming the session otherwise.
  */
 export function checkRestorable(session: Session, snapshot: unknown): void {
-  if (isPlainRestorable(snapshot)) {
-    if (snapshot.value !== session.status) throw new InternalError(`session ${session.id}: row says ${session.status} but its snapshot says ${snapshot.value}`);
-    if (snapshot.context.sessionId !== session.id) throw new InternalError(`session ${session.id}: its snapshot is of session ${snapshot.context.sessionId}`);
-    return;
-  }
-  const parsed = RestorableSnapshotSchema.safeParse(snapshot);
-  if (!parsed.success) {
-    const value = (snapshot as { value?: unknown } | null)?.value;
-    if (typeof value === 'string' && value !== session.status) {
-      throw new InternalError(`session ${session.id}: row says ${session.status} but its snapshot says ${value}`);
+  let s: { value: string; context: { sessionId: string } };
+  if (isPlainRestorable(snapshot)) s = snapshot;
+  else {
+    const parsed = RestorableSnapshotSchema.safeParse(snapshot);
+    if (!parsed.success) {
+      const value = (snapshot as { value?: unknown } | null)?.value;
+      if (typeof value === 'string' && value !== session.status) {
+        throw new InternalError(`session ${session.id}: row says ${session.status} but its snapshot says ${value}`);
+      }
+      throw new InternalError(`session ${session.id}: its snapshot is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
     }
-    throw new InternalError(`session ${session.id}: its snapshot is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+    s = parsed.data;
   }
-  const s = parsed.data;
   if (s.value !== session.status) throw new InternalError(`session ${session.id}: row says ${session.status} but its snapshot says ${s.value}`);
   if (s.context.sessionId !== session.id) throw new InternalError(`session ${session.id}: its snapshot is of session ${s.context.sessionId}`);
 }
