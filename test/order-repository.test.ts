@@ -3,7 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import type { Fill, Position } from '../src/domain/order.js';
-import { openDatabase, type Db } from '../src/persistence/database.js';
+import BetterSqlite3 from 'better-sqlite3';
+import { migrate, openDatabase, type Db } from '../src/persistence/database.js';
+import { MIGRATIONS } from '../src/persistence/migrations/index.js';
 import type { StoredOrder } from '../src/persistence/order-repository.js';
 import { SqliteOrderRepository } from '../src/persistence/sqlite-order-repository.js';
 
@@ -150,6 +152,26 @@ test('savePositions replaces the session positions, which positions returns by s
   t.deepEqual(repo.positions('s1'), [{ ...aapl, qty: 0, avgPrice: 0, unrealizedPnl: 0, realizedPnl: 12 }]);
   t.throws(() => repo.savePositions('s1', [aapl, aapl]), { message: 'positions of session s1 list AAPL twice' });
   t.is(repo.positions('s1').length, 1);
+});
+
+test('updatePositions writes the given positions in place and leaves the others; a moved one is one row change', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  const msft: Position = { symbol: 'MSFT', qty: -5, avgPrice: 90, realizedPnl: 150, unrealizedPnl: 0, lastPrice: 90 };
+  const aapl: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 9.5, lastPrice: 101 };
+  repo.savePositions('s1', [msft, aapl]);
+  const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+  const before = changes();
+  const moved = { ...aapl, lastPrice: 102, unrealizedPnl: 19.5 };
+  repo.updatePositions('s1', [moved]);
+  t.is(changes() - before, 1);
+  t.deepEqual(repo.positions('s1'), [moved, msft], 'MSFT is left as it was');
+  repo.updatePositions('s1', [moved]);
+  t.is(changes() - before, 1, 'an unchanged position is no row change');
+  t.throws(() => repo.updatePositions('s1', [aapl, aapl]), { message: 'positions of session s1 list AAPL twice' });
+  t.throws(() => repo.updatePositions('s1', [{ ...aapl, qty: Number.NaN }]), { code: 'VALIDATION_ERROR' });
+  t.deepEqual(repo.positions('s1'), [moved, msft]);
 });
 
 test('savePositions updates positions in place: an unchanged one is no row change, a moved one is one', (t) => {
@@ -365,4 +387,61 @@ test('prefetchBooks holds at most prefetchFillRows fills: sessions past the budg
   t.deepEqual(repo.listFills('a'), expected.a);
   t.deepEqual(repo.listFills('c'), expected.c);
   t.deepEqual(repo.listFills('b'), []);
+});
+
+test('migration 013 moves each order status history into its row, in order, and a status change is one row change', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sessiond-orders-013-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'sessiond.db');
+  // A database as version 12 left it: the history in its own table.
+  const old = new BetterSqlite3(file);
+  old.pragma('journal_mode = WAL');
+  migrate(old, MIGRATIONS.filter((m) => m.version <= 12));
+  addSession(old, 's1');
+  old
+    .prepare(
+      `INSERT INTO orders (client_order_id, session_id, broker_id, account_id, symbol, side, qty, type, status, filled_qty, created_at, updated_at)
+       VALUES ('o1', 's1', 'paper', 'default', 'AAPL', 'buy', 1, 'market', 'filled', 1, ?, ?), ('o2', 's1', 'paper', 'default', 'AAPL', 'sell', 1, 'market', 'new', 0, ?, ?)`,
+    )
+    .run(T0, T0, T0, T0);
+  const addHistory = old.prepare('INSERT INTO order_status_history (client_order_id, status, reason, at) VALUES (?, ?, ?, ?)');
+  addHistory.run('o1', 'new', null, '2026-01-05T10:00:00.000Z');
+  addHistory.run('o2', 'new', null, '2026-01-05T10:00:01.000Z');
+  addHistory.run('o1', 'accepted', null, '2026-01-05T10:00:02.000Z');
+  addHistory.run('o1', 'filled', 'done', '2026-01-05T10:00:03.000Z');
+  old.close();
+
+  const db = openDatabase(file);
+  t.teardown(() => db.close());
+  t.is((db.prepare("SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'order_status_history'").get() as { n: number }).n, 0, 'the old table is gone');
+  const repo = new SqliteOrderRepository(db);
+  t.deepEqual(repo.history('o1'), [
+    { clientOrderId: 'o1', status: 'new', at: '2026-01-05T10:00:00.000Z' },
+    { clientOrderId: 'o1', status: 'accepted', at: '2026-01-05T10:00:02.000Z' },
+    { clientOrderId: 'o1', status: 'filled', reason: 'done', at: '2026-01-05T10:00:03.000Z' },
+  ]);
+  t.deepEqual(repo.history('o2').map((h) => h.status), ['new']);
+  t.deepEqual(repo.history('unknown'), []);
+
+  // After the migration: a status change changes one row (the order's); saving an unchanged status adds no entry.
+  const o2 = repo.getByClientId('o2')!;
+  const before = (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+  repo.save({ ...o2, status: 'accepted', updatedAt: '2026-01-05T10:00:04.000Z' });
+  t.is((db.prepare('SELECT total_changes() AS n').get() as { n: number }).n - before, 1);
+  repo.save({ ...o2, status: 'accepted', updatedAt: '2026-01-05T10:00:05.000Z' });
+  t.deepEqual(repo.history('o2').map((h) => [h.status, h.at]), [
+    ['new', '2026-01-05T10:00:01.000Z'],
+    ['accepted', '2026-01-05T10:00:04.000Z'],
+  ]);
+});
+
+test('a corrupt status history is an INTERNAL error naming the order, never a silent default', (t) => {
+  const { db } = tempDb(t);
+  addSession(db, 's1');
+  const repo = new SqliteOrderRepository(db);
+  repo.save(order({ clientOrderId: 'bad' }));
+  db.prepare("UPDATE orders SET status_history = '[{\"status\":\"teleported\",\"reason\":null,\"at\":\"x\"}]' WHERE client_order_id = 'bad'").run();
+  t.throws(() => repo.history('bad'), { code: 'INTERNAL', message: /status history of order bad/ });
+  db.prepare("UPDATE orders SET status_history = 'not json' WHERE client_order_id = 'bad'").run();
+  t.throws(() => repo.history('bad'), { code: 'INTERNAL', message: /status history of order bad is not valid JSON/ });
 });

@@ -62,6 +62,11 @@ export interface OrderRepository {
   positions(sessionId: string): Position[];
   /** Replaces the session's positions with exactly these. */
   savePositions(sessionId: string, positions: readonly Position[], at?: string): void;
+  /**
+   * Writes these positions in place (a row changes only when a value moved) and leaves the session's other
+   * positions as they are: what fills and marks use, since a runner never drops a symbol.
+   */
+  updatePositions(sessionId: string, positions: readonly Position[], at?: string): void;
   /** Moves every `pending_approval` order whose expiresAt <= now to `expired`; returns them, updated. */
   expirePendingApprovals(now: Date | string): StoredOrder[];
   /** Runs fn in one transaction (a savepoint when already inside one); a throw rolls everything back. */

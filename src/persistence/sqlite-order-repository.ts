@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
-import { ValidationError } from '../domain/errors.js';
+import { InternalError, ValidationError } from '../domain/errors.js';
 import { ORDER_STATUSES, type Fill, type Order, type OrderStatus, type Position } from '../domain/order.js';
 import type { Db } from './database.js';
 import {
@@ -81,6 +81,8 @@ const OrderRowSchema = z.object({
   created_at: z.string(),
   updated_at: z.string(),
 });
+
+const HistorySchema = z.array(z.object({ status: z.enum(ORDER_STATUSES), reason: z.string().nullable(), at: z.string() }));
 
 const FillRowSchema = z.object({
   id: z.string().min(1),
@@ -342,9 +344,7 @@ export class SqliteOrderRepository implements OrderRepository {
   private readonly stmts: {
     upsertOrder: Statement<[OrderRow]>;
     getOrder: Statement<[string], OrderRow>;
-    statusOf: Statement<[string], { status: string; reason: string | null }>;
-    addHistory: Statement<[string, string, string | null, string]>;
-    history: Statement<[string], { client_order_id: string; status: string; reason: string | null; at: string }>;
+    history: Statement<[string], { status_history: string }>;
     countOpen: Statement<[string], { n: number }>;
     listOpen: Statement<[string], OrderRow>;
     listAllOpen: Statement<[], OrderRow>;
@@ -356,7 +356,7 @@ export class SqliteOrderRepository implements OrderRepository {
     positionsOfMany: Statement<[string], PositionRow>;
     deleteOtherPositions: Statement<[string, string]>;
     upsertPosition: Statement<[PositionRow]>;
-    expire: Statement<[string, string], OrderRow>;
+    expire: Statement<{ at: string }, OrderRow>;
   };
 
   readonly #prefetchFillRows: number;
@@ -368,20 +368,23 @@ export class SqliteOrderRepository implements OrderRepository {
   ) {
     this.#prefetchFillRows = options.prefetchFillRows ?? PREFETCH_FILL_ROWS;
     this.stmts = {
+      // One statement per status change: the history entry is appended in the row, and only when the status
+      // changed (migration 013).
       upsertOrder: db.prepare(`
-        INSERT INTO orders (${ORDER_COLUMNS})
+        INSERT INTO orders (${ORDER_COLUMNS}, status_history)
         VALUES (@client_order_id, @session_id, @broker_id, @account_id, @broker_order_id, @symbol, @side, @qty, @type,
-          @limit_price, @status, @filled_qty, @avg_fill_price, @reason, @expires_at, @created_at, @updated_at)
+          @limit_price, @status, @filled_qty, @avg_fill_price, @reason, @expires_at, @created_at, @updated_at,
+          json_array(json_object('status', @status, 'reason', @reason, 'at', @updated_at)))
         ON CONFLICT (client_order_id) DO UPDATE SET
           session_id = excluded.session_id, broker_id = excluded.broker_id, account_id = excluded.account_id,
           broker_order_id = excluded.broker_order_id, symbol = excluded.symbol, side = excluded.side, qty = excluded.qty,
           type = excluded.type, limit_price = excluded.limit_price, status = excluded.status,
           filled_qty = excluded.filled_qty, avg_fill_price = excluded.avg_fill_price, reason = excluded.reason,
-          expires_at = excluded.expires_at, created_at = excluded.created_at, updated_at = excluded.updated_at`),
+          expires_at = excluded.expires_at, created_at = excluded.created_at, updated_at = excluded.updated_at,
+          status_history = CASE WHEN orders.status IS excluded.status THEN orders.status_history
+            ELSE json_insert(orders.status_history, '$[#]', json_object('status', excluded.status, 'reason', excluded.reason, 'at', excluded.updated_at)) END`),
       getOrder: db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE client_order_id = ?`),
-      statusOf: db.prepare('SELECT status, reason FROM orders WHERE client_order_id = ?'),
-      addHistory: db.prepare('INSERT INTO order_status_history (client_order_id, status, reason, at) VALUES (?, ?, ?, ?)'),
-      history: db.prepare('SELECT client_order_id, status, reason, at FROM order_status_history WHERE client_order_id = ? ORDER BY id'),
+      history: db.prepare<[string], { status_history: string }>('SELECT status_history FROM orders WHERE client_order_id = ?'),
       countOpen: db.prepare(`SELECT COUNT(*) AS n FROM orders WHERE session_id = ? AND status IN (${OPEN_LIST})`),
       listOpen: db.prepare(`SELECT ${ORDER_COLUMNS} FROM orders WHERE session_id = ? AND status IN (${OPEN_LIST}) ORDER BY created_at, rowid`),
       // Ordered as listOpen within each session.
@@ -419,8 +422,9 @@ export class SqliteOrderRepository implements OrderRepository {
         WHERE qty IS NOT excluded.qty OR avg_price IS NOT excluded.avg_price OR realized_pnl IS NOT excluded.realized_pnl
           OR unrealized_pnl IS NOT excluded.unrealized_pnl OR last_price IS NOT excluded.last_price`),
       expire: db.prepare(`
-        UPDATE orders SET status = 'expired', reason = 'approval expired at ' || expires_at, updated_at = ?
-        WHERE status = 'pending_approval' AND expires_at IS NOT NULL AND expires_at <= ?
+        UPDATE orders SET status = 'expired', reason = 'approval expired at ' || expires_at, updated_at = @at,
+          status_history = json_insert(status_history, '$[#]', json_object('status', 'expired', 'reason', 'approval expired at ' || expires_at, 'at', @at))
+        WHERE status = 'pending_approval' AND expires_at IS NOT NULL AND expires_at <= @at
         RETURNING ${ORDER_COLUMNS}`),
     };
   }
@@ -432,13 +436,7 @@ export class SqliteOrderRepository implements OrderRepository {
     }
     const row = orderToRow(order);
     this.#forgetOpen(order.sessionId);
-    this.transaction(() => {
-      const before = this.stmts.statusOf.get(order.clientOrderId);
-      this.stmts.upsertOrder.run(row);
-      if (before === undefined || before.status !== order.status) {
-        this.stmts.addHistory.run(order.clientOrderId, order.status, order.reason ?? null, order.updatedAt);
-      }
-    });
+    this.stmts.upsertOrder.run(row);
   }
 
   getByClientId(clientOrderId: string): StoredOrder | undefined {
@@ -541,10 +539,18 @@ export class SqliteOrderRepository implements OrderRepository {
   }
 
   history(clientOrderId: string): OrderStatusChange[] {
-    return this.stmts.history.all(clientOrderId).map((r) => {
-      const status = parseRow(z.enum(ORDER_STATUSES), r.status, `status history of order ${clientOrderId}`);
-      const change: OrderStatusChange = { clientOrderId: r.client_order_id, status, at: r.at };
-      if (r.reason !== null) change.reason = r.reason;
+    const text = this.stmts.history.get(clientOrderId)?.status_history;
+    if (text === undefined) return [];
+    const what = `status history of order ${clientOrderId}`;
+    let entries: unknown;
+    try {
+      entries = JSON.parse(text);
+    } catch {
+      throw new InternalError(`${what} is not valid JSON`);
+    }
+    return parseRow(HistorySchema, entries, what).map((e) => {
+      const change: OrderStatusChange = { clientOrderId, status: e.status, at: e.at };
+      if (e.reason !== null) change.reason = e.reason;
       return change;
     });
   }
@@ -589,6 +595,26 @@ export class SqliteOrderRepository implements OrderRepository {
   }
 
   savePositions(sessionId: string, positions: readonly Position[], at: string = new Date().toISOString()): void {
+    const symbols = this.#checkPositions(sessionId, positions);
+    this.transaction(() => {
+      this.stmts.deleteOtherPositions.run(sessionId, JSON.stringify(symbols));
+      for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));
+    });
+  }
+
+  updatePositions(sessionId: string, positions: readonly Position[], at: string = new Date().toISOString()): void {
+    this.#checkPositions(sessionId, positions);
+    if (positions.length === 1) {
+      this.stmts.upsertPosition.run(positionToRow(sessionId, positions[0]!, at));
+      return;
+    }
+    this.transaction(() => {
+      for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));
+    });
+  }
+
+  /** @returns the symbols, each once @throws ValidationError */
+  #checkPositions(sessionId: string, positions: readonly Position[]): string[] {
     const seen = new Set<string>();
     for (const p of positions) {
       validateWrite(PositionWriteSchema, p, `position ${sessionId}/${p.symbol}`);
@@ -596,20 +622,14 @@ export class SqliteOrderRepository implements OrderRepository {
       seen.add(p.symbol);
     }
     this.#aheadPositions.delete(sessionId);
-    this.transaction(() => {
-      this.stmts.deleteOtherPositions.run(sessionId, JSON.stringify([...seen]));
-      for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));
-    });
+    return [...seen];
   }
 
   expirePendingApprovals(now: Date | string): StoredOrder[] {
     const at = isoTimestamp(now, 'now');
     return this.transaction(() => {
-      const rows = this.stmts.expire.all(at, at);
-      for (const r of rows) {
-        this.#forgetOpen(r.session_id);
-        this.stmts.addHistory.run(r.client_order_id, 'expired', r.reason, at);
-      }
+      const rows = this.stmts.expire.all({ at });
+      for (const r of rows) this.#forgetOpen(r.session_id);
       return rows.map((r) => rowToOrder(r));
     });
   }

@@ -175,7 +175,7 @@ export class OrderRouter {
         this.d.orders.save(merged);
         if (merged.status !== stored.status || merged.filledQty !== stored.filledQty) changed.push(merged);
       }
-      if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
+      if (moved) this.d.orders.updatePositions(r.id, [...r.positions.values()], at);
     });
     // Fills move orders too (partially_filled, filled): reported once committed, like every other change.
     for (const o of changed) this.d.onOrder?.({ sessionId: r.id, clientOrderId: o.clientOrderId, status: o.status });
@@ -332,7 +332,7 @@ export class OrderRouter {
     let moved = false;
     this.d.orders.transaction(() => {
       for (const f of fills) if (this.addFill(r, f)) moved = true;
-      if (moved) this.d.orders.savePositions(r.id, [...r.positions.values()], at);
+      if (moved) this.d.orders.updatePositions(r.id, [...r.positions.values()], at);
     });
     // Equity is marked once per step at the closes (RunnerService), never here at a fill price.
     if (moved) this.publishPositions(r, at);

@@ -74,7 +74,7 @@ export class StateCommits {
     const points = this.#equityPoints.splice(0);
     this.o.orders.transaction(() => {
       this.o.runnerStates.saveMany(records);
-      for (const r of marked) this.o.orders.savePositions(r.id, [...r.positions.values()], at);
+      for (const r of marked) this.o.orders.updatePositions(r.id, [...r.positions.values()], at);
       for (const e of points) this.o.runnerStates.addEquity(e.sessionId, e.point);
     });
   }

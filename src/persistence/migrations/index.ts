@@ -8,9 +8,10 @@ import { migration008 } from './008-feed-checkpoint.js';
 import { migration010 } from './010-webhook-outbox.js';
 import { migration011 } from './011-open-orders-index.js';
 import { migration012 } from './012-commands-rowid.js';
+import { migration013 } from './013-order-status-history.js';
 import type { Migration } from './types.js';
 
 export type { Migration } from './types.js';
 
 /** Every schema migration, in version order. Add new ones at the end; never edit a shipped one. */
-export const MIGRATIONS: readonly Migration[] = [migration001, migration002, migration003, migration004, migration006, migration007, migration008, migration010, migration011, migration012];
+export const MIGRATIONS: readonly Migration[] = [migration001, migration002, migration003, migration004, migration006, migration007, migration008, migration010, migration011, migration012, migration013];
