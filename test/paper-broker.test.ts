@@ -412,3 +412,30 @@ test('a crash with open orders and a position: a new PaperBroker has the same bo
   t.deepEqual(await book(restarted), await book(control.broker));
   t.like((await restarted.positions('acc'))[0], { qty: 17 });
 });
+
+test('accounts and positions are read through memory, and a transaction that rolls back leaves memory as the file', async (t) => {
+  const { db, broker } = setup(t, { commissionBps: 0 });
+  await broker.onBar(bar(0, 99));
+  // The first order of an account opens it (a row) and then fails to be written: both roll back.
+  db.exec("CREATE TEMP TRIGGER boom BEFORE INSERT ON paper_orders BEGIN SELECT RAISE(ABORT, 'injected'); END");
+  await t.throwsAsync(broker.submit(req()), { any: true, code: 'SQLITE_CONSTRAINT_TRIGGER' });
+  t.is((db.prepare('SELECT COUNT(*) AS n FROM paper_accounts').get() as { n: number }).n, 0);
+  db.exec('DROP TRIGGER boom');
+  // Memory did not keep the account that was rolled back: it is opened again, and the fill moves its cash.
+  t.like(await broker.submit(req()), { duplicate: false, order: { status: 'accepted' } });
+  const [exec] = await broker.onBar(bar(1, 100));
+  t.like(exec!.order, { status: 'filled' });
+  const row = db.prepare("SELECT cash FROM paper_accounts WHERE account_id = 'acc'").get() as { cash: number };
+  t.true(close(row.cash, 100_000 - 10 * 100 * 1.0005));
+  t.true(close((await broker.account('acc')).cash, row.cash), 'the cash read through memory is the one in the file');
+  // A sell is checked against the position as written by the fill (no read of the file needed, same answer).
+  t.like(await broker.submit(req({ clientOrderId: 's1:AAPL:2:exit', side: 'sell', qty: 11 })), { order: { status: 'rejected' } });
+  t.like(await broker.submit(req({ clientOrderId: 's1:AAPL:3:exit', side: 'sell', qty: 10 })), { order: { status: 'accepted' } });
+  // A new broker on the file (a restart after a clean close, which writes the marks) reads the same account and position.
+  const account = await broker.account('acc');
+  const positions = await broker.positions('acc');
+  await broker.close();
+  const again = new PaperBroker(db, { now: () => new Date(DAY), commissionBps: 0 });
+  t.deepEqual(await again.account('acc'), account);
+  t.deepEqual(await again.positions('acc'), positions);
+});

@@ -151,6 +151,7 @@ const PaperPositionRowSchema = z.object({
 const PaperAccountRowSchema = z.object({ account_id: z.string(), cash: finite, initial_cash: finite });
 
 type ParsedOrderRow = z.output<typeof PaperOrderRowSchema>;
+type ParsedAccountRow = z.output<typeof PaperAccountRowSchema>;
 
 const rowToOrder = (r: ParsedOrderRow): Order => orderFromColumns(r);
 
@@ -186,7 +187,10 @@ const FILL_COLUMNS = 'broker_id, id, client_order_id, account_id, session_id, sy
  *   `INSUFFICIENT_POSITION: ...` unless `allowShort`; checked again at the fill.
  *
  * Everything (orders, fills, accounts, positions, the last bar seen per symbol) lives in the database, so a
- * new PaperBroker on the same file after a restart continues exactly where the last one stopped.
+ * new PaperBroker on the same file after a restart continues exactly where the last one stopped. Open orders,
+ * marks, accounts and positions are also held in memory (the bars' and orders' hot path reads no SQLite); a
+ * write changes memory only after its statement ran, and a broker transaction that rolls back rereads memory
+ * from the file (reload).
  * The database is the caller's: close() does not close it.
  *
  * @example
@@ -228,6 +232,13 @@ export class PaperBroker implements Broker {
   /** The last close that moved a mark per symbol: what positions are marked at (written at close). */
   private readonly symbolPrice = new Map<string, number>();
   private readonly dirtyMarks = new Set<string>();
+  /**
+   * Accounts and positions as the database holds them (null: no row), read through: a fill and a buy's checks
+   * read the account's cash and the symbol's position, and SQLite answered those three times per order. Written
+   * through with every statement that changes them; cleared by reload(), like the open orders.
+   */
+  private readonly accountRows = new Map<string, ParsedAccountRow | null>();
+  private readonly positionRows = new Map<string, PaperPositionRow | null>();
   private lastSeq = 0;
   private closePromise: Promise<void> | undefined;
 
@@ -301,6 +312,8 @@ export class PaperBroker implements Broker {
    * before they are rebuilt). Marks stay: they are the last bars seen, not a write that can be undone.
    */
   reload(): void {
+    this.accountRows.clear();
+    this.positionRows.clear();
     this.open.clear();
     this.openByScope.clear();
     for (const raw of this.stmts.openOrders.all(this.id)) this.track(parseRow(PaperOrderRowSchema, raw, `paper order ${raw.client_order_id}`));
@@ -322,7 +335,7 @@ export class PaperBroker implements Broker {
     if (request.side !== 'buy' && request.side !== 'sell') throw new ValidationError(`order.side must be buy or sell, got ${String(request.side)}`);
     if (request.type !== 'market' && request.type !== 'limit') throw new ValidationError(`order.type must be market or limit, got ${String(request.type)}`);
 
-    return this.db.transaction((): BrokerOrderAck => {
+    return this.transact((): BrokerOrderAck => {
       const existing = this.readOrder(request.clientOrderId);
       if (existing !== undefined) {
         return { order: rowToOrder(existing), brokerOrderId: this.brokerOrderId(existing.seq), duplicate: true };
@@ -360,19 +373,19 @@ export class PaperBroker implements Broker {
       this.lastSeq = seq;
       if (OPEN_STATUSES.has(parsed.status)) this.track(parsed);
       return { order: rowToOrder(parsed), brokerOrderId: this.brokerOrderId(seq), duplicate: false };
-    })();
+    });
   }
 
   async cancel(clientOrderId: string): Promise<Order | undefined> {
     this.assertOpen();
-    return this.db.transaction((): Order | undefined => {
+    return this.transact((): Order | undefined => {
       const row = this.readOrder(clientOrderId);
       if (row === undefined) return undefined;
       if (!OPEN_STATUSES.has(row.status)) return rowToOrder(row);
       this.stmts.cancelOrder.run('cancelled by client', this.nowIso(), this.id, clientOrderId);
       this.untrack(row);
       return rowToOrder(this.readOrder(clientOrderId)!);
-    })();
+    });
   }
 
   async getOrder(clientOrderId: string): Promise<Order | undefined> {
@@ -405,9 +418,8 @@ export class PaperBroker implements Broker {
 
   async account(accountId: string): Promise<BrokerAccount> {
     this.assertOpen();
-    const row = this.stmts.getAccount.get(this.id, accountId);
     // An account nobody has traded in yet is reported as it will open; reading does not create it.
-    const cash = row === undefined ? this.options.initialCash : parseRow(PaperAccountRowSchema, row, `paper account ${accountId}`).cash;
+    const cash = this.cashOf(accountId);
     let marketValue = 0;
     let realizedPnl = 0;
     let unrealizedPnl = 0;
@@ -436,26 +448,20 @@ export class PaperBroker implements Broker {
     const due = candidates.filter((row) => (row.after_bar_time === null || bar.time > row.after_bar_time) && this.fillPrice(row, bar) !== undefined);
     // No order to fill (nearly every bar): no SQLite at all, only the mark in memory.
     if (due.length > 0) {
-      try {
-        this.db.transaction(() => {
-          for (const row of due) {
-            const price = this.fillPrice(row, bar)!;
-            const refused = this.fillRejection(row, price);
-            if (refused !== undefined) {
-              this.stmts.rejectOrder.run(refused, this.nowIso(), this.id, row.client_order_id);
-              executions.push({ order: rowToOrder(this.readOrder(row.client_order_id)!) });
-            } else {
-              executions.push(this.fill(row, price, bar));
-            }
-            // At once: the next order's checks (open sells) see this one closed, as the database does.
-            this.untrack(row);
+      this.transact(() => {
+        for (const row of due) {
+          const price = this.fillPrice(row, bar)!;
+          const refused = this.fillRejection(row, price);
+          if (refused !== undefined) {
+            this.stmts.rejectOrder.run(refused, this.nowIso(), this.id, row.client_order_id);
+            executions.push({ order: rowToOrder(this.readOrder(row.client_order_id)!) });
+          } else {
+            executions.push(this.fill(row, price, bar));
           }
-        })();
-      } catch (err) {
-        // Rolled back: memory goes back to what the database holds.
-        this.reload();
-        throw err;
-      }
+          // At once: the next order's checks (open sells) see this one closed, as the database does.
+          this.untrack(row);
+        }
+      });
     }
     // A replayed older bar must not move the marks back.
     this.setMark(scope ?? '', bar.symbol, bar.time, bar.close, true);
@@ -490,10 +496,22 @@ export class PaperBroker implements Broker {
       }
       for (const symbol of symbols) {
         const price = this.symbolPrice.get(symbol);
-        if (price !== undefined) this.stmts.markPositions.run(price, this.id, symbol);
+        if (price === undefined) continue;
+        this.stmts.markPositions.run(price, this.id, symbol);
+        for (const row of this.positionRows.values()) if (row !== null && row.symbol === symbol) row.last_price = price;
       }
     })();
     for (const key of keys) this.dirtyMarks.delete(key);
+  }
+
+  /** One transaction of the broker's writes; rolled back, memory goes back to what the database holds. */
+  private transact<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      this.reload();
+      throw err;
+    }
   }
 
   /** Records a bar as its scope's mark unless an as new or newer one is there. */
@@ -586,8 +604,7 @@ export class PaperBroker implements Broker {
 
   private shortRejection(accountId: string, symbol: string, qty: number, otherSells: number): string | undefined {
     if (this.options.allowShort) return undefined;
-    const row = this.stmts.getPosition.get(this.id, accountId, symbol);
-    const held = row === undefined ? 0 : parseRow(PaperPositionRowSchema, row, `paper position ${symbol}`).qty;
+    const held = this.positionRow(accountId, symbol)?.qty ?? 0;
     const sellable = held - otherSells;
     // Float residue of fractional quantities is not a short.
     if (qty <= sellable + 1e-9 * Math.max(1, qty)) return undefined;
@@ -601,8 +618,28 @@ export class PaperBroker implements Broker {
   }
 
   private cashOf(accountId: string): number {
-    const row = this.stmts.getAccount.get(this.id, accountId);
-    return row === undefined ? this.options.initialCash : parseRow(PaperAccountRowSchema, row, `paper account ${accountId}`).cash;
+    return this.accountRow(accountId)?.cash ?? this.options.initialCash;
+  }
+
+  private accountRow(accountId: string): ParsedAccountRow | undefined {
+    let row = this.accountRows.get(accountId);
+    if (row === undefined) {
+      const read = this.stmts.getAccount.get(this.id, accountId);
+      row = read === undefined ? null : parseRow(PaperAccountRowSchema, read, `paper account ${accountId}`);
+      this.accountRows.set(accountId, row);
+    }
+    return row ?? undefined;
+  }
+
+  private positionRow(accountId: string, symbol: string): PaperPositionRow | undefined {
+    const key = scopeKey(accountId, symbol);
+    let row = this.positionRows.get(key);
+    if (row === undefined) {
+      const read = this.stmts.getPosition.get(this.id, accountId, symbol);
+      row = read === undefined ? null : parseRow(PaperPositionRowSchema, read, `paper position ${symbol}`);
+      this.positionRows.set(key, row);
+    }
+    return row ?? undefined;
   }
 
   /** What a buy will likely pay: its limit, else the last close seen in its market, with slippage. */
@@ -655,12 +692,13 @@ export class PaperBroker implements Broker {
       updated_at: now,
     });
 
-    const account = parseRow(PaperAccountRowSchema, this.ensureAccount(order.account_id, now), `paper account ${order.account_id}`);
+    const account = this.ensureAccount(order.account_id, now);
     const notional = qty * price;
     const cash = order.side === 'buy' ? account.cash - notional - commission : account.cash + notional - commission;
     this.stmts.updateCash.run(cash, now, this.id, order.account_id);
+    account.cash = cash;
 
-    const before = this.stmts.getPosition.get(this.id, order.account_id, order.symbol);
+    const before = this.positionRow(order.account_id, order.symbol);
     const position = applyFill(before === undefined ? undefined : this.toPosition(before), { symbol: order.symbol, side: order.side, qty, price, commission });
     this.stmts.upsertPosition.run(
       this.id,
@@ -672,16 +710,25 @@ export class PaperBroker implements Broker {
       position.lastPrice,
       now,
     );
+    this.positionRows.set(scopeKey(order.account_id, order.symbol), {
+      symbol: order.symbol,
+      qty: position.qty,
+      avg_price: position.avgPrice,
+      realized_pnl: position.realizedPnl,
+      last_price: position.lastPrice,
+    });
 
     const updated = this.readOrder(order.client_order_id)!;
     return { order: rowToOrder(updated), fill: rowToFill(fillRow) };
   }
 
-  private ensureAccount(accountId: string, now: string): PaperAccountRow {
-    const existing = this.stmts.getAccount.get(this.id, accountId);
+  private ensureAccount(accountId: string, now: string): ParsedAccountRow {
+    const existing = this.accountRow(accountId);
     if (existing !== undefined) return existing;
     this.stmts.insertAccount.run(this.id, accountId, this.options.initialCash, this.options.initialCash, now, now);
-    return { account_id: accountId, cash: this.options.initialCash, initial_cash: this.options.initialCash };
+    const created = { account_id: accountId, cash: this.options.initialCash, initial_cash: this.options.initialCash };
+    this.accountRows.set(accountId, created);
+    return created;
   }
 
   private accountPositions(accountId: string): Position[] {
