@@ -140,12 +140,17 @@ test('addFill is idempotent by fill id and listFills returns them in time order'
   t.deepEqual(repo.listFills('s2'), []);
 });
 
+// Two positions of session s1 that the position tests write and rewrite.
+const msft: Position = { symbol: 'MSFT', qty: -5, avgPrice: 90, realizedPnl: 150, unrealizedPnl: 0, lastPrice: 90 };
+const aapl: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 9.5, lastPrice: 101 };
+
+/** Rows changed on the connection so far (SQLite's total_changes()). */
+const totalChanges = (db: Db): number => db.prepare('SELECT total_changes()').pluck().get() as number;
+
 test('savePositions replaces the session positions, which positions returns by symbol', (t) => {
   const { db } = tempDb(t);
   addSession(db, 's1');
   const repo = new SqliteOrderRepository(db);
-  const msft: Position = { symbol: 'MSFT', qty: -5, avgPrice: 90, realizedPnl: 150, unrealizedPnl: 0, lastPrice: 90 };
-  const aapl: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 9.5, lastPrice: 101 };
   repo.savePositions('s1', [msft, aapl]);
   t.deepEqual(repo.positions('s1'), [aapl, msft]);
   repo.savePositions('s1', [{ ...aapl, qty: 0, avgPrice: 0, unrealizedPnl: 0, realizedPnl: 12 }]);
@@ -158,17 +163,14 @@ test('updatePositions writes the given positions in place and leaves the others;
   const { db } = tempDb(t);
   addSession(db, 's1');
   const repo = new SqliteOrderRepository(db);
-  const msft: Position = { symbol: 'MSFT', qty: -5, avgPrice: 90, realizedPnl: 150, unrealizedPnl: 0, lastPrice: 90 };
-  const aapl: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 9.5, lastPrice: 101 };
   repo.savePositions('s1', [msft, aapl]);
-  const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
-  const before = changes();
+  const before = totalChanges(db);
   const moved = { ...aapl, lastPrice: 102, unrealizedPnl: 19.5 };
   repo.updatePositions('s1', [moved]);
-  t.is(changes() - before, 1);
+  t.is(totalChanges(db) - before, 1);
   t.deepEqual(repo.positions('s1'), [moved, msft], 'MSFT is left as it was');
   repo.updatePositions('s1', [moved]);
-  t.is(changes() - before, 1, 'an unchanged position is no row change');
+  t.is(totalChanges(db) - before, 1, 'an unchanged position is no row change');
   t.throws(() => repo.updatePositions('s1', [aapl, aapl]), { message: 'positions of session s1 list AAPL twice' });
   t.throws(() => repo.updatePositions('s1', [{ ...aapl, qty: Number.NaN }]), { code: 'VALIDATION_ERROR' });
   t.deepEqual(repo.positions('s1'), [moved, msft]);
@@ -178,10 +180,8 @@ test('savePositions updates positions in place: an unchanged one is no row chang
   const { db } = tempDb(t);
   addSession(db, 's1');
   const repo = new SqliteOrderRepository(db);
-  const changes = () => db.prepare('SELECT total_changes()').pluck().get() as number;
+  const changes = () => totalChanges(db);
   const rowids = () => db.prepare("SELECT symbol, rowid AS id FROM positions WHERE session_id = 's1' ORDER BY symbol").all();
-  const msft: Position = { symbol: 'MSFT', qty: -5, avgPrice: 90, realizedPnl: 150, unrealizedPnl: 0, lastPrice: 90 };
-  const aapl: Position = { symbol: 'AAPL', qty: 10, avgPrice: 100.05, realizedPnl: -0.1, unrealizedPnl: 9.5, lastPrice: 101 };
   repo.savePositions('s1', [msft, aapl]);
   const ids = rowids();
   let c0 = changes();
@@ -425,9 +425,9 @@ test('migration 013 moves each order status history into its row, in order, and 
 
   // After the migration: a status change changes one row (the order's); saving an unchanged status adds no entry.
   const o2 = repo.getByClientId('o2')!;
-  const before = (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+  const before = totalChanges(db);
   repo.save({ ...o2, status: 'accepted', updatedAt: '2026-01-05T10:00:04.000Z' });
-  t.is((db.prepare('SELECT total_changes() AS n').get() as { n: number }).n - before, 1);
+  t.is(totalChanges(db) - before, 1);
   repo.save({ ...o2, status: 'accepted', updatedAt: '2026-01-05T10:00:05.000Z' });
   t.deepEqual(repo.history('o2').map((h) => [h.status, h.at]), [
     ['new', '2026-01-05T10:00:01.000Z'],

@@ -598,19 +598,19 @@ export class SqliteOrderRepository implements OrderRepository {
     const symbols = this.#checkPositions(sessionId, positions);
     this.transaction(() => {
       this.stmts.deleteOtherPositions.run(sessionId, JSON.stringify(symbols));
-      for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));
+      this.#upsertPositions(sessionId, positions, at);
     });
   }
 
   updatePositions(sessionId: string, positions: readonly Position[], at: string = new Date().toISOString()): void {
     this.#checkPositions(sessionId, positions);
-    if (positions.length === 1) {
-      this.stmts.upsertPosition.run(positionToRow(sessionId, positions[0]!, at));
-      return;
-    }
-    this.transaction(() => {
-      for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));
-    });
+    // One statement is atomic on its own: no savepoint for the usual single symbol.
+    if (positions.length === 1) this.#upsertPositions(sessionId, positions, at);
+    else this.transaction(() => this.#upsertPositions(sessionId, positions, at));
+  }
+
+  #upsertPositions(sessionId: string, positions: readonly Position[], at: string): void {
+    for (const p of positions) this.stmts.upsertPosition.run(positionToRow(sessionId, p, at));
   }
 
   /** @returns the symbols, each once @throws ValidationError */
